@@ -1,0 +1,5 @@
+"""``python -m motionflow`` runs the command-line interface."""
+
+from motionflow.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Command-line interface: ``motionflow <command>`` (argparse). Nothing imports this package."""
