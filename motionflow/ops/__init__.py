@@ -1,0 +1,60 @@
+"""Differentiable primitives shared by optical flow and scene flow.
+
+Plain functions first, thin ``nn.Module`` twins where a model needs state. Names are resolved lazily
+from the submodule that defines them (one concept per module):
+
+==========================  ===================================================================
+module                      what it holds
+==========================  ===================================================================
+``warp``                    backward_warp, forward_splat, compose_flows, coords_grid
+``occlusion``               occlusion_mask (forward-backward consistency)
+``correlation``             all_pairs_correlation, CorrPyramid, OnDemandCorrPyramid
+``upsample``                convex_upsample, resize_flow
+``knn``                     knn (KD-tree indices, torch distances)
+``chamfer``                 chamfer_distance (NSFP truncation)
+``distance``                DistanceTransform (exact EDT + trilinear query)
+``smoothness``              knn_smoothness (SCOOP)
+``sinkhorn``                sinkhorn (log-domain, balanced / unbalanced)
+``geometry``                SE(3) helpers, ego_flow, camera projection
+==========================  ===================================================================
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_WHERE = {
+    "backward_warp": "warp",
+    "forward_splat": "warp",
+    "compose_flows": "warp",
+    "coords_grid": "warp",
+    "BackwardWarp": "warp",
+    "occlusion_mask": "occlusion",
+    "all_pairs_correlation": "correlation",
+    "CorrPyramid": "correlation",
+    "OnDemandCorrPyramid": "correlation",
+    "convex_upsample": "upsample",
+    "resize_flow": "upsample",
+    "ConvexUpsample": "upsample",
+    "knn": "knn",
+    "chamfer_distance": "chamfer",
+    "ChamferDistance": "chamfer",
+    "DistanceTransform": "distance",
+    "knn_smoothness": "smoothness",
+    "sinkhorn": "sinkhorn",
+    "apply_transform": "geometry",
+    "invert_transform": "geometry",
+    "compose_transforms": "geometry",
+    "ego_flow": "geometry",
+    "project_points": "geometry",
+    "scene_flow_to_optical_flow": "geometry",
+    "backproject_depth": "geometry",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'motionflow.ops' has no attribute {name!r}")
