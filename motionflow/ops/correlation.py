@@ -1,0 +1,263 @@
+"""All-pairs correlation and its multi-scale windowed lookup (RAFT, Teed & Deng, ECCV 2020).
+
+``corr(p, q) = <f1(p), f2(q)> / sqrt(C)`` for every pixel ``p`` of frame 1 and ``q`` of frame 2. RAFT
+average-pools the last two dimensions of this 4-D volume into ``num_levels`` levels and, at every
+refinement iteration, reads a ``(2r+1) x (2r+1)`` window around the current estimate
+``coords / 2**l`` at each level by bilinear sampling (pixel convention of :mod:`motionflow.ops.warp`:
+``align_corners=True``, zero padding).
+
+Channel order of the lookup (bit-for-bit RAFT ``core/corr.py``): RAFT builds the window offsets as
+``stack(meshgrid(dy, dx), -1)`` and adds them to ``(x, y)`` coordinates, so the **x offset is the
+outer index** and the y offset the inner one: level ``l``, x offset ``a``, y offset ``b`` (both in
+``-r..r``) is channel ``l * (2r+1)**2 + (a + r) * (2r+1) + (b + r)``.
+
+:class:`CorrPyramid` stores the volume (``H*W x H*W`` floats at level 0: 4.2 GB for a 1080p frame at
+1/8 resolution). :class:`OnDemandCorrPyramid` stores only the pooled ``f2`` maps and computes the
+same lookup from dot products with the ``(2r+2)^2`` integer neighbours of each query (bilinear
+sampling and the dot product commute, and average pooling of the volume equals the dot product with
+pooled ``f2``), chunked over image rows to bound memory; it equals :class:`CorrPyramid` within
+float rounding.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from motionflow.errors import ShapeError
+
+__all__ = ["all_pairs_correlation", "CorrPyramid", "OnDemandCorrPyramid", "bilinear_sampler"]
+
+
+def _check_fmaps(fmap1, fmap2) -> None:
+    for name, f in (("fmap1", fmap1), ("fmap2", fmap2)):
+        if not isinstance(f, torch.Tensor) or f.ndim != 4:
+            found = tuple(f.shape) if isinstance(f, torch.Tensor) else type(f).__name__
+            raise ShapeError(f"{name}: expected a feature map of shape (B, C, H, W), found {found}")
+    if fmap1.shape[:2] != fmap2.shape[:2]:
+        raise ShapeError(
+            f"fmap2: batch and channel sizes must match fmap1 {tuple(fmap1.shape[:2])}, found {tuple(fmap2.shape[:2])}"
+        )
+
+
+def _check_levels(num_levels: int, radius: int) -> None:
+    if int(num_levels) < 1:
+        raise ShapeError(f"num_levels: expected an integer >= 1, found {num_levels}")
+    if int(radius) < 0:
+        raise ShapeError(f"radius: expected an integer >= 0, found {radius}")
+
+
+def _inv_sqrt_scale(dim: int, dtype: torch.dtype) -> torch.Tensor:
+    # RAFT divides by torch.sqrt(torch.tensor(dim).float()): a float32 scalar (bit-exact in float32).
+    return torch.sqrt(torch.tensor(float(dim), dtype=torch.float64 if dtype == torch.float64 else torch.float32))
+
+
+def bilinear_sampler(img: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    """Sample ``img`` ``(N, C, H, W)`` at pixel coordinates ``coords`` ``(N, h, w, 2)`` (x first).
+
+    RAFT's ``bilinear_sampler``: normalise with ``2 x / (W - 1) - 1`` and ``grid_sample`` with
+    ``align_corners=True`` and zero padding. Returns ``(N, C, h, w)``. A side of size 1 divides by
+    zero (as in RAFT, whose coarsest level collapses below 128 px input).
+    """
+    h, w = img.shape[-2:]
+    xgrid, ygrid = coords.split([1, 1], dim=-1)
+    xgrid = 2 * xgrid / (w - 1) - 1
+    ygrid = 2 * ygrid / (h - 1) - 1
+    grid = torch.cat([xgrid, ygrid], dim=-1)
+    return F.grid_sample(img, grid, align_corners=True)
+
+
+def all_pairs_correlation(fmap1: torch.Tensor, fmap2: torch.Tensor) -> torch.Tensor:
+    """RAFT's 4-D correlation volume.
+
+    Args:
+        fmap1: ``(B, C, H1, W1)`` features of frame 1.
+        fmap2: ``(B, C, H2, W2)`` features of frame 2.
+
+    Returns:
+        ``(B, H1, W1, H2, W2)`` with ``[b, i, j, k, l] = <fmap1[b, :, i, j], fmap2[b, :, k, l]> / sqrt(C)``.
+    """
+    _check_fmaps(fmap1, fmap2)
+    b, c, h1, w1 = fmap1.shape
+    h2, w2 = fmap2.shape[-2:]
+    corr = torch.matmul(fmap1.reshape(b, c, h1 * w1).transpose(1, 2), fmap2.reshape(b, c, h2 * w2))
+    corr = corr / _inv_sqrt_scale(c, corr.dtype).to(corr.device)
+    return corr.view(b, h1, w1, h2, w2)
+
+
+def _window_delta(radius: int, dtype, device) -> torch.Tensor:
+    """RAFT's window offsets ``(2r+1, 2r+1, 2)``: ``[i, j] = (d_i, d_j)`` added to ``(x, y)``."""
+    d = torch.linspace(-radius, radius, 2 * radius + 1)
+    dy, dx = d, d
+    return torch.stack(torch.meshgrid(dy, dx, indexing="ij"), dim=-1).to(device=device, dtype=dtype)
+
+
+def _check_coords(coords, b: int, h: int, w: int) -> None:
+    if not isinstance(coords, torch.Tensor) or coords.ndim != 4 or coords.shape[1] != 2:
+        found = tuple(coords.shape) if isinstance(coords, torch.Tensor) else type(coords).__name__
+        raise ShapeError(f"coords: expected pixel coordinates of shape (B, 2, H, W), found {found}")
+    if coords.shape[0] != b or tuple(coords.shape[-2:]) != (h, w):
+        raise ShapeError(
+            f"coords: expected shape {(b, 2, h, w)} (batch and size of fmap1), found {tuple(coords.shape)}"
+        )
+
+
+def _output_dtype(t: torch.Tensor) -> torch.Tensor:
+    # RAFT returns .float() (its volume may be half under autocast); float64 is kept for gradchecks.
+    return t if t.dtype == torch.float64 else t.float()
+
+
+class CorrPyramid:
+    """RAFT's ``CorrBlock``: all-pairs correlation pyramid with windowed lookup.
+
+    Args:
+        fmap1: ``(B, C, H, W)`` features of frame 1.
+        fmap2: ``(B, C, H, W)`` features of frame 2.
+        num_levels: pyramid levels (RAFT: 4).
+        radius: window radius ``r`` (RAFT: 4), giving ``(2r+1)^2`` samples per level.
+
+    Attributes:
+        levels: list of ``num_levels`` tensors ``(B*H*W, 1, h_l, w_l)`` (level 0 = the full volume,
+            then 2x2 average pooling), exactly as RAFT's ``corr_pyramid``.
+
+    Call ``pyr(coords)`` (or ``pyr.lookup(coords)``) with ``coords`` ``(B, 2, H, W)`` pixel coordinates
+    in frame 2 at level 0 (x first) to get ``(B, num_levels*(2r+1)^2, H, W)``.
+    """
+
+    def __init__(self, fmap1: torch.Tensor, fmap2: torch.Tensor, num_levels: int = 4, radius: int = 4):
+        _check_fmaps(fmap1, fmap2)
+        _check_levels(num_levels, radius)
+        self.num_levels = int(num_levels)
+        self.radius = int(radius)
+        b, _, h1, w1 = fmap1.shape
+        self.shape = (b, h1, w1)
+        corr = all_pairs_correlation(fmap1, fmap2)
+        h2, w2 = corr.shape[-2:]
+        corr = corr.reshape(b * h1 * w1, 1, h2, w2)
+        self.levels = [corr]
+        for _ in range(self.num_levels - 1):
+            corr = F.avg_pool2d(corr, 2, stride=2)
+            self.levels.append(corr)
+
+    @property
+    def out_channels(self) -> int:
+        return self.num_levels * (2 * self.radius + 1) ** 2
+
+    def __call__(self, coords: torch.Tensor) -> torch.Tensor:
+        return self.lookup(coords)
+
+    def lookup(self, coords: torch.Tensor) -> torch.Tensor:
+        """Windowed lookup at ``coords`` ``(B, 2, H, W)`` -> ``(B, L*(2r+1)^2, H, W)`` (RAFT channel order)."""
+        b, h1, w1 = self.shape
+        _check_coords(coords, b, h1, w1)
+        r = self.radius
+        coords = coords.permute(0, 2, 3, 1)
+        delta = _window_delta(r, coords.dtype, coords.device).view(1, 2 * r + 1, 2 * r + 1, 2)
+        out = []
+        for i, corr in enumerate(self.levels):
+            centroid = coords.reshape(b * h1 * w1, 1, 1, 2) / 2**i
+            sampled = bilinear_sampler(corr, centroid + delta)
+            out.append(sampled.view(b, h1, w1, -1))
+        return _output_dtype(torch.cat(out, dim=-1).permute(0, 3, 1, 2).contiguous())
+
+
+class OnDemandCorrPyramid:
+    """Memory-bounded twin of :class:`CorrPyramid`: same lookup, no ``H*W x H*W`` volume.
+
+    Stores ``fmap1`` and ``num_levels`` average-pooled copies of ``fmap2``. A lookup computes, for each
+    query pixel and level, the dot products with the ``(2r+2)^2`` integer pixels around
+    ``floor(coords / 2**l)`` (zero outside the map) and combines them with the bilinear weights of the
+    query's fractional part (shared by every integer window offset). Query pixels are processed in
+    chunks of whole rows so that the gathered features stay below ``max_chunk_bytes``.
+
+    Args:
+        fmap1, fmap2: ``(B, C, H, W)`` features.
+        num_levels, radius: as :class:`CorrPyramid`.
+        max_chunk_bytes: bound on the gathered ``(rows*W, (2r+2)^2, C)`` block (default 64 MiB).
+
+    Attributes:
+        levels: list of pooled ``fmap2`` maps ``(B, C, h_l, w_l)``.
+
+    Deviation: where a pooled level has a side of one pixel RAFT's sampler divides by zero (NaN);
+    this lookup returns finite values there.
+    """
+
+    def __init__(
+        self,
+        fmap1: torch.Tensor,
+        fmap2: torch.Tensor,
+        num_levels: int = 4,
+        radius: int = 4,
+        max_chunk_bytes: int = 64 * 2**20,
+    ):
+        _check_fmaps(fmap1, fmap2)
+        _check_levels(num_levels, radius)
+        self.num_levels = int(num_levels)
+        self.radius = int(radius)
+        self.max_chunk_bytes = int(max_chunk_bytes)
+        b, c, h1, w1 = fmap1.shape
+        self.shape = (b, h1, w1)
+        self.dim = c
+        self.fmap1 = fmap1
+        self.levels = [fmap2]
+        for _ in range(self.num_levels - 1):
+            fmap2 = F.avg_pool2d(fmap2, 2, stride=2)
+            self.levels.append(fmap2)
+
+    @property
+    def out_channels(self) -> int:
+        return self.num_levels * (2 * self.radius + 1) ** 2
+
+    def __call__(self, coords: torch.Tensor) -> torch.Tensor:
+        return self.lookup(coords)
+
+    def lookup(self, coords: torch.Tensor) -> torch.Tensor:
+        """Windowed lookup at ``coords`` ``(B, 2, H, W)`` -> ``(B, L*(2r+1)^2, H, W)`` (RAFT channel order)."""
+        b, h1, w1 = self.shape
+        _check_coords(coords, b, h1, w1)
+        r = self.radius
+        n = 2 * r + 1
+        k = 2 * r + 2
+        c = self.dim
+        dtype = torch.promote_types(self.fmap1.dtype, coords.dtype)
+        scale = _inv_sqrt_scale(c, dtype).to(device=coords.device, dtype=dtype)
+        f1 = self.fmap1.to(dtype).permute(0, 2, 3, 1).reshape(b, h1 * w1, c)
+        offs = torch.arange(-r, r + 2, device=coords.device)
+        rows_per_chunk = max(1, self.max_chunk_bytes // max(1, w1 * k * k * c * f1.element_size()))
+
+        out = []
+        for lvl, f2 in enumerate(self.levels):
+            hl, wl = f2.shape[-2:]
+            f2 = f2.to(dtype).permute(0, 2, 3, 1).reshape(b, hl * wl, c)
+            cen = coords / 2**lvl
+            cx, cy = cen[:, 0].reshape(b, -1), cen[:, 1].reshape(b, -1)  # (B, H*W)
+            x0f, y0f = torch.floor(cx), torch.floor(cy)
+            ax, ay = (cx - x0f).unsqueeze(-1).unsqueeze(-1), (cy - y0f).unsqueeze(-1).unsqueeze(-1)
+            x0, y0 = x0f.long(), y0f.long()
+            per_batch = []
+            for bi in range(b):
+                chunks = []
+                for start in range(0, h1, rows_per_chunk):
+                    sl = slice(start * w1, min(h1, start + rows_per_chunk) * w1)
+                    # integer neighbours: xi[p, a] = x0 + offs[a], yi[p, b] = y0 + offs[b]
+                    xi = x0[bi, sl, None] + offs  # (P, k)
+                    yi = y0[bi, sl, None] + offs
+                    vx = (xi >= 0) & (xi < wl)
+                    vy = (yi >= 0) & (yi < hl)
+                    # grid [p, a, b]: x offset outer (a), y offset inner (b), RAFT's order
+                    idx = yi.clamp(0, hl - 1)[:, None, :] * wl + xi.clamp(0, wl - 1)[:, :, None]  # (P, k, k)
+                    valid = (vx[:, :, None] & vy[:, None, :]).to(dtype)
+                    g = f2[bi][idx.reshape(-1)].reshape(idx.shape[0], k * k, c)  # (P, k*k, C)
+                    dots = torch.bmm(g, f1[bi, sl, :, None]).reshape(-1, k, k) * valid / scale
+                    axc, ayc = ax[bi, sl], ay[bi, sl]
+                    win = (
+                        (1 - axc) * (1 - ayc) * dots[:, :-1, :-1]
+                        + axc * (1 - ayc) * dots[:, 1:, :-1]
+                        + (1 - axc) * ayc * dots[:, :-1, 1:]
+                        + axc * ayc * dots[:, 1:, 1:]
+                    )  # (P, n, n)
+                    chunks.append(win.reshape(-1, n * n))
+                per_batch.append(torch.cat(chunks, dim=0))
+            out.append(torch.stack(per_batch, dim=0).view(b, h1, w1, n * n))
+        return _output_dtype(torch.cat(out, dim=-1).permute(0, 3, 1, 2).contiguous())
+
