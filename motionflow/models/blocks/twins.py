@@ -286,12 +286,13 @@ class TwinsEncoder(nn.Module):
     """VideoFlow's ``twins_svt_large`` feature/context encoder: ``svt`` = :class:`TwinsSVT`, 2 stages.
 
     ``forward(images (B, 3, H, W), normalised to [-1, 1]) -> (B, 256, H // 8, W // 8)``; frames in the
-    batch are encoded independently.
+    batch are encoded independently. The unused final ``svt.norm`` is not built by default
+    (``keep_final_norm=False``): checkpoint loaders accept its keys by name.
     """
 
-    def __init__(self, num_stages: int = 2):
+    def __init__(self, num_stages: int = 2, keep_final_norm: bool = False):
         super().__init__()
-        self.svt = TwinsSVT(num_stages=num_stages)
+        self.svt = TwinsSVT(num_stages=num_stages, keep_final_norm=keep_final_norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.svt(x)
