@@ -1,0 +1,242 @@
+"""StreamFlow (Sun et al., "StreamFlow: Streamlined Multi-Frame Optical Flow Estimation for Video
+Sequences", NeurIPS 2024; official code ``littlespray/StreamFlow``, class ``SKFlow_MF8``).
+
+Three ideas on top of a Twins-SKFlow/GMA backbone:
+
+* **SIM** (streamlined in-batch multi-frame): one forward pass takes T = 4 frames and returns the
+  T - 1 = 3 forward flows ``t -> t+1`` of all consecutive pairs. ``fnet`` encodes all T frames,
+  ``cnet`` the first T - 1; one RAFT correlation pyramid (4 levels, radius 4) per pair; all pairs are
+  refined together in one batch. A video is cut into groups of T frames overlapping by one
+  (:func:`sim_groups`).
+* **ISC** (integrative spatio-temporal coherence, :mod:`~motionflow.models.blocks.streamflow_isc`):
+  the Twins encoder sees the frames stacked along height, so its attention mixes frames, at zero
+  parameter cost.
+* **GTR** (global temporal regressor, :mod:`~motionflow.models.blocks.streamflow_gtr` and
+  :mod:`~motionflow.models.blocks.streamflow_update`): a zero-initialised per-pixel temporal
+  transformer over the T - 1 motion features and one flow head over the concatenated hidden states.
+
+Module names and the state-dict layout are the official ones (``fnet``, ``cnet``, ``update_block``,
+``att``), so the released ``{'model': {'module.<key>': tensor}}`` files load strictly through
+:func:`motionflow.models.load_official_checkpoint`; the four ``{f,c}net.svt.norm.*`` entries they
+carry are never used and are accepted by name.
+
+Deviations from the official forward: pure float32 (the official evaluation enables CUDA autocast;
+pass ``autocast=True`` to :func:`create_streamflow_method` for that), explicit-softmax attention in
+the Twins blocks instead of timm 0.9.16's fused kernel (max 2.3e-5 px difference, SPEC section 3), and
+inputs smaller than 128 px per side are rejected (the official network returns NaN there; the method
+pads them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+from torch import nn
+
+from motionflow.errors import ShapeError
+from motionflow.models.blocks.gma import ContextAttention
+from motionflow.models.blocks.streamflow_isc import ISCTwinsEncoder
+from motionflow.models.blocks.streamflow_update import StreamFlowUpdateBlock
+from motionflow.ops.correlation import CorrPyramid
+from motionflow.ops.upsample import convex_upsample
+from motionflow.ops.warp import coords_grid
+
+__all__ = [
+    "StreamFlow",
+    "StreamFlowOutput",
+    "build_streamflow",
+    "sim_groups",
+    "UNUSED_KEYS",
+    "DEFAULT_ITERS",
+]
+
+#: Evaluation iterations of the official scripts (``scripts/infer.sh``, ``demo.py``); training uses 12.
+DEFAULT_ITERS = 15
+#: Entries of the official state dict that no output depends on (Twins' final LayerNorm).
+UNUSED_KEYS = ("fnet.svt.norm.weight", "fnet.svt.norm.bias", "cnet.svt.norm.weight", "cnet.svt.norm.bias")
+#: Smallest side the 4-level correlation pyramid supports (the coarsest level must be >= 2 px).
+MIN_SIDE = 128
+
+
+@dataclass
+class StreamFlowOutput:
+    """What :meth:`StreamFlow.forward` returns.
+
+    Attributes:
+        flow: ``(B, T-1, 2, H, W)`` final forward flows, pair ``i`` = frame ``i`` -> ``i+1`` (x, y), px.
+        flow_low: ``(B, T-1, 2, H/8, W/8)`` final flows at 1/8 resolution (1/8-resolution px), the
+            warm start of a following group.
+        predictions: one ``(B, T-1, 2, H, W)`` tensor per iteration (index 0 = after iteration 1) when
+            requested with ``all_iterations=True``, else empty.
+    """
+
+    flow: torch.Tensor
+    flow_low: torch.Tensor
+    predictions: list = field(default_factory=list)
+
+
+def sim_groups(num_frames: int, group: int = 4) -> list[tuple[int, int]]:
+    """SIM grouping of a video (paper Alg. 2; official ``demo.py``).
+
+    Groups of ``group`` consecutive frames overlapping by one frame (stride ``group - 1``); the last
+    group is aligned to the end of the video, and from it only the pairs not produced before are kept.
+
+    Args:
+        num_frames: N >= ``group``.
+        group: T.
+
+    Returns:
+        ``[(start, first_new_pair), ...]``: group ``k`` covers frames ``start .. start+T-1`` and its
+        pairs ``p >= first_new_pair`` (absolute pair index, pair p = frame p -> p+1) are new. Together
+        the new pairs are ``0 .. N-2``, each exactly once.
+    """
+    if group < 2:
+        raise ShapeError(f"group: expected at least 2 frames per group, found {group}")
+    if num_frames < group:
+        raise ShapeError(f"num_frames: expected at least {group} frames for one group, found {num_frames}")
+    out = []
+    i = 0
+    while True:
+        if i + group <= num_frames:
+            out.append((i, i))
+        else:
+            out.append((num_frames - group, i))
+        if i + group >= num_frames:
+            break
+        i += group - 1
+    return out
+
+
+class StreamFlow(nn.Module):
+    """StreamFlow with T = 4 (the released models).
+
+    Args:
+        frames: T, frames per SIM group (4 for all released checkpoints; the flow head's width is
+            tied to it).
+        iters: default number of refinement iterations (15 as the official evaluation).
+        corr_levels, corr_radius: correlation pyramid (4, 4).
+    """
+
+    checkpoint_unused_keys = UNUSED_KEYS
+
+    def __init__(self, frames: int = 4, iters: int = DEFAULT_ITERS, corr_levels: int = 4, corr_radius: int = 4):
+        super().__init__()
+        if frames < 2:
+            raise ShapeError(f"frames: StreamFlow needs at least 2 frames per group, found {frames}")
+        self.frames = frames
+        self.iters = iters
+        self.corr_levels = corr_levels
+        self.corr_radius = corr_radius
+        self.hidden_dim = self.context_dim = 128
+        self.fnet = ISCTwinsEncoder()
+        self.cnet = ISCTwinsEncoder()
+        self.update_block = StreamFlowUpdateBlock(
+            steps=frames - 1, dim=128, heads=1, corr_channels=corr_levels * (2 * corr_radius + 1) ** 2
+        )
+        self.att = ContextAttention(dim=128, heads=1, dim_head=128)
+
+    def checkpoint_key_map(self) -> dict:
+        """``{official key (no module.): model key}``: the identity, our module names are the official ones."""
+        return {k: k for k in self.state_dict()}
+
+    def _check_inputs(self, frames: torch.Tensor, flow_init: Optional[torch.Tensor]) -> None:
+        if not isinstance(frames, torch.Tensor) or frames.ndim != 5 or frames.shape[2] != 3:
+            found = tuple(frames.shape) if isinstance(frames, torch.Tensor) else type(frames).__name__
+            raise ShapeError(f"frames: expected a tensor (B, T={self.frames}, 3, H, W) in [0, 255], found {found}")
+        b, t, _, h, w = frames.shape
+        if t != self.frames:
+            raise ShapeError(f"frames: StreamFlow was built for T={self.frames} frames per group, found T={t}")
+        if h % 8 or w % 8:
+            raise ShapeError(f"frames: H and W must be multiples of 8 (pad first), found {h} x {w}")
+        if h < MIN_SIDE or w < MIN_SIDE:
+            raise ShapeError(
+                f"frames: H and W must be >= {MIN_SIDE} (the official correlation pyramid returns NaN below; "
+                f"pad first), found {h} x {w}"
+            )
+        if flow_init is not None:
+            want = (b, t - 1, 2, h // 8, w // 8)
+            if not isinstance(flow_init, torch.Tensor) or tuple(flow_init.shape) != want:
+                found = tuple(flow_init.shape) if isinstance(flow_init, torch.Tensor) else type(flow_init).__name__
+                raise ShapeError(f"flow_init: expected shape {want} (1/8-resolution flows per pair), found {found}")
+
+    def forward(
+        self,
+        frames: torch.Tensor,
+        iters: Optional[int] = None,
+        flow_init: Optional[torch.Tensor] = None,
+        all_iterations: bool = False,
+    ) -> StreamFlowOutput:
+        """Estimate the T-1 forward flows of one SIM group.
+
+        Args:
+            frames: ``(B, T, 3, H, W)`` RGB in [0, 255], H and W multiples of 8 and >= 128.
+            iters: refinement iterations (default ``self.iters``).
+            flow_init: ``(B, T-1, 2, H/8, W/8)`` initial flows at 1/8 resolution (warm start), added
+                to each pair's initial target coordinates; None = zero.
+            all_iterations: also return the upsampled flows of every iteration.
+
+        Returns:
+            :class:`StreamFlowOutput`.
+        """
+        self._check_inputs(frames, flow_init)
+        iters = self.iters if iters is None else int(iters)
+        if iters < 1:
+            raise ShapeError(f"iters: expected at least 1 refinement iteration, found {iters}")
+        b, t, _, height, width = frames.shape
+        s = t - 1
+        images = 2 * (frames / 255.0) - 1.0
+
+        fmaps = self.fnet(images).float()  # (B, T, 256, h, w), all frames stacked (ISC)
+        context = self.cnet(images[:, :-1])  # (B, S, 256, h, w), the first T-1 frames stacked
+        h, w = fmaps.shape[-2:]
+        net, inp = torch.split(context, [self.hidden_dim, self.context_dim], dim=2)
+        net = torch.tanh(net.flatten(0, 1))  # (B*S, 128, h, w), b-major / pair-minor
+        inp = torch.relu(inp.flatten(0, 1))
+        attention = self.att(inp)  # (B*S, 1, h*w, h*w)
+
+        corr_fn = CorrPyramid(
+            fmaps[:, :-1].flatten(0, 1), fmaps[:, 1:].flatten(0, 1), self.corr_levels, self.corr_radius
+        )  # pair i: fmap_i against fmap_{i+1}
+        coords0 = coords_grid(b * s, h, w, device=frames.device)
+        coords1 = coords0.clone()
+        if flow_init is not None:
+            coords1 = coords1 + flow_init.flatten(0, 1)
+
+        predictions = []
+        up = None
+        for it in range(iters):
+            corr = corr_fn(coords1)
+            flow = coords1 - coords0
+            net, mask, delta_flow = self.update_block(net, inp, corr, flow, attention)
+            coords1 = coords1 + delta_flow.flatten(0, 1)
+            if all_iterations or it == iters - 1:
+                up = convex_upsample(coords1 - coords0, mask.flatten(0, 1), 8).reshape(b, s, 2, height, width)
+                if all_iterations:
+                    predictions.append(up)
+        flow_low = (coords1 - coords0).reshape(b, s, 2, h, w)
+        return StreamFlowOutput(flow=up, flow_low=flow_low, predictions=predictions)
+
+
+def build_streamflow(checkpoint=None, frames: int = 4, iters: int = DEFAULT_ITERS, allow_pickle: bool = False, **kw):
+    """Build :class:`StreamFlow` and, if given, load an official checkpoint strictly.
+
+    Args:
+        checkpoint: path or state dict in the official layout (``{'model': {'module.<key>': ...}}``,
+            or flat / unprefixed), or None for the random initialisation (GTR zero-initialised).
+        frames, iters: see :class:`StreamFlow`.
+
+    Returns:
+        The network (eval mode when a checkpoint was loaded).
+
+    Raises:
+        CheckpointError: the checkpoint does not match (every missing / unexpected / mis-shaped key).
+    """
+    model = StreamFlow(frames=frames, iters=iters, **kw)
+    if checkpoint is not None:
+        from motionflow.models import load_official_checkpoint
+
+        load_official_checkpoint(model, checkpoint, allow_pickle=allow_pickle)
+        model.eval()
+    return model
