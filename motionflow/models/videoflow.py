@@ -51,7 +51,7 @@ from motionflow.models.blocks.gma import UNUSED_POSITION_KEYS, ContextAttention
 from motionflow.models.blocks.sk import TROFUpdateBlock
 from motionflow.models.blocks.twins import TwinsEncoder
 from motionflow.models.blocks.videoflow_mop import UNUSED_MOP_KEYS, MOFUpdateBlock
-from motionflow.ops.correlation import CorrPyramid
+from motionflow.ops.correlation import CorrPyramid, OnDemandCorrPyramid
 from motionflow.ops.upsample import convex_upsample
 from motionflow.ops.warp import coords_grid
 
@@ -66,6 +66,8 @@ __all__ = [
     "load_videoflow_checkpoint",
     "create_bof_method",
     "create_mof_method",
+    "run_bof_window",
+    "run_mof_window",
 ]
 
 #: Refinement iterations of the official evaluation / inference configs.
@@ -127,6 +129,9 @@ def _iterations(iters: Optional[int], default: int, who: str) -> int:
 class _VideoFlowBase(nn.Module):
     """Encoders and GMA attention shared by BOF and MOF (state-dict names ``cnet``, ``fnet``, ``att``)."""
 
+    #: Set by the method adapter for large frames: use the memory-bounded correlation lookup.
+    corr_on_demand: bool = False
+
     def __init__(self, iters: int):
         super().__init__()
         self.hidden_dim = 128
@@ -134,6 +139,11 @@ class _VideoFlowBase(nn.Module):
         self.iters = int(iters)
         self.cnet = TwinsEncoder()
         self.fnet = TwinsEncoder()
+
+    def correlation(self, fmap1: torch.Tensor, fmap2: torch.Tensor):
+        """RAFT correlation pyramid (4 levels, radius 4) from ``fmap1`` to ``fmap2`` ``(B, 256, h, w)``."""
+        cls = OnDemandCorrPyramid if self.corr_on_demand else CorrPyramid
+        return cls(fmap1, fmap2, num_levels=CORR_LEVELS, radius=CORR_RADIUS)
 
     def encode_context(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Context of normalised frames ``(B', 3, H, W)`` -> ``(net, inp, attention)``.
@@ -157,6 +167,8 @@ class BOFNet(_VideoFlowBase):
     ``(B, 2, 2, H, W)``: ``[:, 0]`` centre -> next frame, ``[:, 1]`` centre -> previous frame.
     """
 
+    checkpoint_unused_keys = UNUSED_KEYS["videoflow-bof"]
+
     def __init__(self, iters: int = DEFAULT_ITERS):
         super().__init__(iters)
         self.update_block = TROFUpdateBlock(CORR_LEVELS * (2 * CORR_RADIUS + 1) ** 2)
@@ -170,8 +182,8 @@ class BOFNet(_VideoFlowBase):
         images = 2 * (images / 255.0) - 1.0
 
         fmaps = self.fnet(images.reshape(B * N, 3, H, W)).reshape(B, N, -1, h, w).float()
-        corr_prev = CorrPyramid(fmaps[:, 1], fmaps[:, 0], num_levels=CORR_LEVELS, radius=CORR_RADIUS)
-        corr_next = CorrPyramid(fmaps[:, 1], fmaps[:, 2], num_levels=CORR_LEVELS, radius=CORR_RADIUS)
+        corr_prev = self.correlation(fmaps[:, 1], fmaps[:, 0])
+        corr_next = self.correlation(fmaps[:, 1], fmaps[:, 2])
         net, inp, attention = self.encode_context(images[:, 1])
 
         coords0 = coords_grid(B, h, w, device=images.device, dtype=fmaps.dtype)
@@ -203,6 +215,8 @@ class MOFNet(_VideoFlowBase):
     Trained with N = 5; other N work (the inner frames are batched).
     """
 
+    checkpoint_unused_keys = UNUSED_KEYS["videoflow-mof"]
+
     def __init__(self, iters: int = DEFAULT_ITERS):
         super().__init__(iters)
         self.update_block = MOFUpdateBlock(CORR_LEVELS * (2 * CORR_RADIUS + 1) ** 2)
@@ -218,12 +232,8 @@ class MOFNet(_VideoFlowBase):
 
         fmaps = self.fnet(images.reshape(B * N, 3, H, W)).reshape(B, N, -1, h, w).float()
         centre = fmaps[:, 1 : N - 1].reshape(B * T, -1, h, w)
-        forward_corr_fn = CorrPyramid(
-            centre, fmaps[:, 2:N].reshape(B * T, -1, h, w), num_levels=CORR_LEVELS, radius=CORR_RADIUS
-        )
-        backward_corr_fn = CorrPyramid(
-            centre, fmaps[:, 0 : N - 2].reshape(B * T, -1, h, w), num_levels=CORR_LEVELS, radius=CORR_RADIUS
-        )
+        forward_corr_fn = self.correlation(centre, fmaps[:, 2:N].reshape(B * T, -1, h, w))
+        backward_corr_fn = self.correlation(centre, fmaps[:, 0 : N - 2].reshape(B * T, -1, h, w))
         net, inp, attention = self.encode_context(images[:, 1 : N - 1].reshape(B * T, 3, H, W))
 
         coords0 = coords_grid(B * T, h, w, device=images.device, dtype=fmaps.dtype)
@@ -263,27 +273,118 @@ def load_videoflow_checkpoint(model: nn.Module, source: Union[str, Path, Mapping
     """Load an official VideoFlow checkpoint (file path or state dict) into ``model`` strictly.
 
     Unwraps ``module.`` prefixes, maps every key to the identically named entry of ``model``, accepts
-    the official never-used keys (:data:`UNUSED_KEYS`) by name and fails with a
+    the official never-used keys (``model.checkpoint_unused_keys``) by name and fails with a
     :class:`~motionflow.errors.CheckpointError` listing every missing, unexpected or mis-shaped key.
     Returns the :class:`~motionflow.models.weights.LoadReport`.
     """
     from motionflow.models.weights import load_checkpoint
 
-    name = "videoflow-mof" if isinstance(model, MOFNet) else "videoflow-bof"
-    return load_checkpoint(model, source, unused_keys=UNUSED_KEYS[name], allow_pickle=allow_pickle)
+    return load_checkpoint(model, source, unused_keys=model.checkpoint_unused_keys, allow_pickle=allow_pickle)
 
 
-def build_bof(checkpoint: Union[str, Path, Mapping, None] = None, iters: int = DEFAULT_ITERS) -> BOFNet:
-    """A :class:`BOFNet` in eval mode, with ``checkpoint`` (path or state dict) loaded strictly if given."""
-    model = BOFNet(iters=iters)
+def _depth(iters: Optional[int], decoder_depth: Optional[int]) -> int:
+    if iters is not None and decoder_depth is not None and int(iters) != int(decoder_depth):
+        raise ShapeError(f"give iters or decoder_depth, not both with different values ({iters} vs {decoder_depth})")
+    n = decoder_depth if decoder_depth is not None else iters
+    return _iterations(n, DEFAULT_ITERS, "VideoFlow")
+
+
+def build_bof(
+    checkpoint: Union[str, Path, Mapping, None] = None, iters: Optional[int] = None, decoder_depth: Optional[int] = None
+) -> BOFNet:
+    """A :class:`BOFNet` in eval mode (``iters`` / the official name ``decoder_depth``: default 32),
+    with ``checkpoint`` (path or state dict) loaded strictly if given."""
+    model = BOFNet(iters=_depth(iters, decoder_depth))
     if checkpoint is not None:
         load_videoflow_checkpoint(model, checkpoint)
     return model.eval()
 
 
-def build_mof(checkpoint: Union[str, Path, Mapping, None] = None, iters: int = DEFAULT_ITERS) -> MOFNet:
-    """A :class:`MOFNet` in eval mode, with ``checkpoint`` (path or state dict) loaded strictly if given."""
-    model = MOFNet(iters=iters)
+def build_mof(
+    checkpoint: Union[str, Path, Mapping, None] = None, iters: Optional[int] = None, decoder_depth: Optional[int] = None
+) -> MOFNet:
+    """A :class:`MOFNet` in eval mode (``iters`` / ``decoder_depth``: default 32), with ``checkpoint``
+    (path or state dict) loaded strictly if given."""
+    model = MOFNet(iters=_depth(iters, decoder_depth))
     if checkpoint is not None:
         load_videoflow_checkpoint(model, checkpoint)
     return model.eval()
+
+
+# ------------------------------------------------------------------------------------------ methods
+def run_bof_window(model: BOFNet, frames: torch.Tensor, iters: int, return_iterations: bool = False):
+    """Method adapter hook: a 3-frame window ``(B, 3, 3, H, W)`` -> the centre frame's two flows.
+
+    Window pair ``p`` is frames ``(p, p+1)``: the centre -> next flow is the forward flow of pair 1,
+    the centre -> previous flow the backward flow of pair 0.
+    """
+    from motionflow.models.method import WindowFlows
+
+    out = model(frames, iters=iters)
+    its = {1: [f[:, 0] for f in out.flow_predictions]} if return_iterations else {}
+    return WindowFlows(forward={1: out.flow[:, 0]}, backward={0: out.flow[:, 1]}, iterations=its)
+
+
+def run_mof_window(model: MOFNet, frames: torch.Tensor, iters: int, return_iterations: bool = False):
+    """Method adapter hook: an ``n``-frame window ``(B, n, 3, H, W)`` -> flows of its inner frames.
+
+    Inner frame ``k`` (1 .. n-2) gives the forward flow of pair ``k`` and the backward flow of pair ``k-1``.
+    """
+    from motionflow.models.method import WindowFlows
+
+    n = frames.shape[1]
+    t = n - 2
+    out = model(frames, iters=iters)
+    forward = {k: out.flow[:, k - 1] for k in range(1, n - 1)}
+    backward = {k - 1: out.flow[:, t + k - 1] for k in range(1, n - 1)}
+    its = {k: [f[:, k - 1] for f in out.flow_predictions] for k in range(1, n - 1)} if return_iterations else {}
+    return WindowFlows(forward=forward, backward=backward, iterations=its)
+
+
+def _spec(name: str):
+    from motionflow.models.method import NetworkSpec, sliding_windows
+
+    if name == "videoflow-bof":
+        return NetworkSpec(
+            name=name,
+            clip_length=3,
+            windows=lambda t: sliding_windows(t, 3),
+            run_window=run_bof_window,
+            default_iters=DEFAULT_ITERS,
+        )
+    return NetworkSpec(
+        name=name,
+        clip_length=5,
+        windows=lambda t: sliding_windows(t, 5),
+        run_window=run_mof_window,
+        default_iters=DEFAULT_ITERS,
+    )
+
+
+def create_bof_method(checkpoint=None, iters: Optional[int] = None, device=None, **kw):
+    """Registered method ``videoflow-bof``: TROF on 3-frame windows sliding by one frame.
+
+    The flow of pair ``(t, t+1)`` is the centre -> next flow of the window centred on ``t``; its
+    backward flow the centre -> previous flow of the window centred on ``t+1``. At the clip start the
+    first frame is repeated (the window of frame 0 is ``(0, 0, 1)``), as the official evaluation
+    prepends a copy of the first frame to every sequence; symmetrically the last frame is repeated for
+    the backward flow of the last pair. ``checkpoint``: an official ``BOF_*.pth`` (required unless
+    ``weights="random"``); further options (``precision``, ``on_demand_pixels``, ``return_iterations``,
+    ``weights``, ``allow_pickle``) go to :func:`motionflow.models.method.make_network_method`.
+    """
+    from motionflow.models.method import make_network_method
+
+    return make_network_method(_spec("videoflow-bof"), BOFNet, checkpoint=checkpoint, iters=iters, device=device, **kw)
+
+
+def create_mof_method(checkpoint=None, iters: Optional[int] = None, device=None, **kw):
+    """Registered method ``videoflow-mof``: MOF on 5-frame windows keeping the 3 inner frames' flows.
+
+    Windows step by 3 frames so their inner frames tile the clip (first window ``(0, 0, 1, 2, 3)``: the
+    first frame repeated, as in the official evaluation; the last window aligned to the clip end, its
+    trailing frame repeated only to get the last backward flow); each pair takes the first window that
+    produces it. ``checkpoint``: an official ``MOF_*.pth``; other options as :func:`create_bof_method`.
+    """
+    from motionflow.models.method import make_network_method
+
+    return make_network_method(_spec("videoflow-mof"), MOFNet, checkpoint=checkpoint, iters=iters, device=device, **kw)
