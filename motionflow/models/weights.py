@@ -117,11 +117,16 @@ def read_checkpoint(path: Union[str, Path], allow_pickle: bool = False) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        # torch reports every weights-only failure as UnpicklingError; only "Unsupported global" means
+        # a readable file that pickles Python objects, anything else is a corrupt / foreign file
+        text = str(exc)
+        if "Unsupported global" not in text:
+            raise CheckpointError(f"checkpoint {str(path)!r} could not be read by torch.load: {text}") from exc
         if not allow_pickle:
+            detail = text[text.index("Unsupported global") :].split(" was not")[0]
             raise CheckpointError(
                 f"checkpoint {str(path)!r} holds Python objects besides tensors, which torch.load "
-                f"(weights_only=True) refuses ({str(exc).splitlines()[0]}); if you trust the file, "
-                f"pass allow_pickle=True"
+                f"(weights_only=True) refuses ({detail}); if you trust the file, pass allow_pickle=True"
             ) from exc
     except Exception as exc:  # corrupt / not a torch file
         raise CheckpointError(f"checkpoint {str(path)!r} could not be read by torch.load: {exc}") from exc
