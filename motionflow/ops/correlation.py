@@ -164,16 +164,20 @@ class CorrPyramid:
 class OnDemandCorrPyramid:
     """Memory-bounded twin of :class:`CorrPyramid`: same lookup, no ``H*W x H*W`` volume.
 
-    Stores ``fmap1`` and ``num_levels`` average-pooled copies of ``fmap2``. A lookup computes, for each
+    Stores ``fmap1`` and ``num_levels`` average-pooled copies of ``fmap2``. A lookup needs, for each
     query pixel and level, the dot products with the ``(2r+2)^2`` integer pixels around
-    ``floor(coords / 2**l)`` (zero outside the map) and combines them with the bilinear weights of the
-    query's fractional part (shared by every integer window offset). Query pixels are processed in
-    chunks of whole rows so that the gathered features stay below ``max_chunk_bytes``.
+    ``floor(coords / 2**l)`` (zero outside the map); it combines them with the bilinear weights of the
+    query's fractional part, which every integer window offset shares. Query pixels are processed in
+    chunks of whole rows: a chunk's dot products come from one matrix product of its ``fmap1`` rows with
+    the band of ``fmap2`` (the bounding box of the chunk's windows), then a gather. Chunks whose band
+    product would exceed ``max_chunk_bytes`` are split (down to one row), so memory stays bounded for
+    any flow; smooth flows give narrow bands and fast lookups.
 
     Args:
         fmap1, fmap2: ``(B, C, H, W)`` features.
         num_levels, radius: as :class:`CorrPyramid`.
-        max_chunk_bytes: bound on the gathered ``(rows*W, (2r+2)^2, C)`` block (default 64 MiB).
+        max_chunk_bytes: target size of one chunk's ``(pixels, band)`` product (default 32 MiB; a
+            single row may exceed it when its windows span the whole map).
 
     Attributes:
         levels: list of pooled ``fmap2`` maps ``(B, C, h_l, w_l)``.
@@ -188,7 +192,7 @@ class OnDemandCorrPyramid:
         fmap2: torch.Tensor,
         num_levels: int = 4,
         radius: int = 4,
-        max_chunk_bytes: int = 64 * 2**20,
+        max_chunk_bytes: int = 32 * 2**20,
     ):
         _check_fmaps(fmap1, fmap2)
         _check_levels(num_levels, radius)
@@ -211,53 +215,73 @@ class OnDemandCorrPyramid:
     def __call__(self, coords: torch.Tensor) -> torch.Tensor:
         return self.lookup(coords)
 
+    def _window_dots(self, f1, f2p, x0, y0, row0, row1, w1):
+        """Dot products ``(P, k, k)`` (x offset outer) for query rows ``row0:row1`` of one image.
+
+        ``f2p`` is the level's ``(C, h_l + 2p, w_l + 2p)`` map zero-padded by ``p = 2r + 2``; ``x0, y0``
+        are window origins in padded coordinates, already clamped so every window lies in ``f2p``.
+        """
+        k = 2 * self.radius + 2
+        sl = slice(row0 * w1, row1 * w1)
+        xs, ys = x0[sl], y0[sl]
+        xlo, xhi = int(xs.min()), int(xs.max()) + k - 1
+        ylo, yhi = int(ys.min()), int(ys.max()) + k - 1
+        npix = (row1 - row0) * w1
+        bw, bh = xhi - xlo + 1, yhi - ylo + 1
+        if row1 - row0 > 1 and npix * bw * bh * f1.element_size() > self.max_chunk_bytes:
+            mid = (row0 + row1) // 2
+            return torch.cat(
+                [self._window_dots(f1, f2p, x0, y0, row0, mid, w1), self._window_dots(f1, f2p, x0, y0, mid, row1, w1)]
+            )
+        band = f2p[:, ylo : yhi + 1, xlo : xhi + 1].reshape(f2p.shape[0], bh * bw)  # (C, band)
+        prod = f1[sl] @ band  # (P, band)
+        offs = torch.arange(k, device=xs.device)
+        idx = (ys - ylo)[:, None, None] * bw + (xs - xlo)[:, None, None] + offs[None, None, :] * bw + offs[None, :, None]
+        return prod.gather(1, idx.reshape(npix, k * k)).reshape(npix, k, k)
+
     def lookup(self, coords: torch.Tensor) -> torch.Tensor:
         """Windowed lookup at ``coords`` ``(B, 2, H, W)`` -> ``(B, L*(2r+1)^2, H, W)`` (RAFT channel order)."""
         b, h1, w1 = self.shape
         _check_coords(coords, b, h1, w1)
         r = self.radius
         n = 2 * r + 1
-        k = 2 * r + 2
         c = self.dim
         dtype = torch.promote_types(self.fmap1.dtype, coords.dtype)
         scale = _inv_sqrt_scale(c, dtype).to(device=coords.device, dtype=dtype)
         f1 = self.fmap1.to(dtype).permute(0, 2, 3, 1).reshape(b, h1 * w1, c)
-        offs = torch.arange(-r, r + 2, device=coords.device)
-        rows_per_chunk = max(1, self.max_chunk_bytes // max(1, w1 * k * k * c * f1.element_size()))
 
         out = []
+        pad = 2 * r + 2
         for lvl, f2 in enumerate(self.levels):
             hl, wl = f2.shape[-2:]
-            f2 = f2.to(dtype).permute(0, 2, 3, 1).reshape(b, hl * wl, c)
+            f2p = F.pad(f2.to(dtype), (pad, pad, pad, pad))  # zeros outside the map
             cen = coords / 2**lvl
             cx, cy = cen[:, 0].reshape(b, -1), cen[:, 1].reshape(b, -1)  # (B, H*W)
             x0f, y0f = torch.floor(cx), torch.floor(cy)
-            ax, ay = (cx - x0f).unsqueeze(-1).unsqueeze(-1), (cy - y0f).unsqueeze(-1).unsqueeze(-1)
-            x0, y0 = x0f.long(), y0f.long()
+            ax = (cx - x0f)[..., None, None]
+            ay = (cy - y0f)[..., None, None]
+            # window origin (x0 - r, y0 - r) in padded coordinates; far-away windows are clamped into the
+            # zero padding (all their dots are 0 either way)
+            x0 = (x0f.clamp(-r - 2, wl + r) + (pad - r)).long()
+            y0 = (y0f.clamp(-r - 2, hl + r) + (pad - r)).long()
+            rows = 1
+            while rows < h1 and (2 * rows) * w1 * wl * (2 * rows / 2**lvl + 2 * r + 2) * f1.element_size() <= self.max_chunk_bytes:
+                rows *= 2
             per_batch = []
             for bi in range(b):
-                chunks = []
-                for start in range(0, h1, rows_per_chunk):
-                    sl = slice(start * w1, min(h1, start + rows_per_chunk) * w1)
-                    # integer neighbours: xi[p, a] = x0 + offs[a], yi[p, b] = y0 + offs[b]
-                    xi = x0[bi, sl, None] + offs  # (P, k)
-                    yi = y0[bi, sl, None] + offs
-                    vx = (xi >= 0) & (xi < wl)
-                    vy = (yi >= 0) & (yi < hl)
-                    # grid [p, a, b]: x offset outer (a), y offset inner (b), RAFT's order
-                    idx = yi.clamp(0, hl - 1)[:, None, :] * wl + xi.clamp(0, wl - 1)[:, :, None]  # (P, k, k)
-                    valid = (vx[:, :, None] & vy[:, None, :]).to(dtype)
-                    g = f2[bi][idx.reshape(-1)].reshape(idx.shape[0], k * k, c)  # (P, k*k, C)
-                    dots = torch.bmm(g, f1[bi, sl, :, None]).reshape(-1, k, k) * valid / scale
-                    axc, ayc = ax[bi, sl], ay[bi, sl]
-                    win = (
-                        (1 - axc) * (1 - ayc) * dots[:, :-1, :-1]
-                        + axc * (1 - ayc) * dots[:, 1:, :-1]
-                        + (1 - axc) * ayc * dots[:, :-1, 1:]
-                        + axc * ayc * dots[:, 1:, 1:]
-                    )  # (P, n, n)
-                    chunks.append(win.reshape(-1, n * n))
-                per_batch.append(torch.cat(chunks, dim=0))
+                dots = torch.cat(
+                    [
+                        self._window_dots(f1[bi], f2p[bi], x0[bi], y0[bi], s0, min(h1, s0 + rows), w1)
+                        for s0 in range(0, h1, rows)
+                    ]
+                ) / scale
+                axc, ayc = ax[bi], ay[bi]
+                win = (
+                    (1 - axc) * (1 - ayc) * dots[:, :-1, :-1]
+                    + axc * (1 - ayc) * dots[:, 1:, :-1]
+                    + (1 - axc) * ayc * dots[:, :-1, 1:]
+                    + axc * ayc * dots[:, 1:, 1:]
+                )  # (H*W, n, n): x offset outer, y offset inner (RAFT)
+                per_batch.append(win.reshape(h1 * w1, n * n))
             out.append(torch.stack(per_batch, dim=0).view(b, h1, w1, n * n))
         return _output_dtype(torch.cat(out, dim=-1).permute(0, 3, 1, 2).contiguous())
-
