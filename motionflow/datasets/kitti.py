@@ -130,8 +130,8 @@ class KITTIFlow(Dataset):
         check_flow_size(flow, rec["flow_occ"], h, w)
         occluded = None
         if rec["flow_noc"] is not None:
-            _, valid_noc = read_flow(rec["flow_noc"])
-            check_flow_size(_, rec["flow_noc"], h, w)
+            flow_noc, valid_noc = read_flow(rec["flow_noc"])
+            check_flow_size(flow_noc, rec["flow_noc"], h, w)
             occluded = (valid & ~valid_noc)[None]
             meta["flow_noc_path"] = str(rec["flow_noc"])
         meta["flow_occ_path"] = str(rec["flow_occ"])

@@ -25,7 +25,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..errors import DatasetNotFoundError, FormatError
+from ..errors import DatasetNotFoundError, FormatError, UnknownNameError
 from ..types import SceneFlowSample
 from .base import Dataset, check_choice, natural_key, require_dir
 from .nan_points import keep_rows, remap_mask
@@ -78,8 +78,6 @@ class _NpzPairs(Dataset):
     option_defaults: dict = {}
 
     def __init__(self, root, split: Optional[str] = None, max_samples: Optional[int] = None, **options):
-        from ..errors import UnknownNameError
-
         unknown = sorted(set(options) - set(self.option_defaults))
         if unknown:
             raise UnknownNameError(
@@ -111,8 +109,6 @@ class _NpzPairs(Dataset):
         return files
 
     def _index(self) -> list[dict]:
-        from ..errors import UnknownNameError
-
         choices = self.split_choices() if not self.sub_split_dirs else None
         if choices is not None and self.split not in choices:
             raise UnknownNameError(f"{self.name} split: expected one of {list(choices)}, found {self.split!r}")
@@ -198,8 +194,10 @@ class KittiSFHPLFlowNet(Dataset):
     Download: HPLFlowNet's ``data_preprocess/process_kitti.py`` builds it from KITTI scene flow 2015
     (points lifted from the disparity and optical-flow GT, so they are stereo points, not lidar).
     Expected tree: ``ROOT/000000/pc1.npy``, ``pc2.npy`` ... (or ``ROOT/KITTI_processed_occ_final/...``);
-    ``pc1`` and ``pc2`` are ``(N, 3)`` in 1:1 correspondence and flow = pc2 - pc1. The camera
-    convention is x right, y up (``process_kitti.py`` negates x and y), z forward.
+    ``pc1`` and ``pc2`` are ``(N, 3)`` in 1:1 correspondence and flow = pc2 - pc1. Axes: the left
+    camera's x right, y down, z forward with x and y negated by ``process_kitti.py``
+    (``pc[..., :2] *= -1``), so x points left, y up (the ground is near y = -1.65, the camera height)
+    and z forward (depth).
 
     As published (HPLFlowNet ``datasets/kitti.py`` and ``transforms.ProcessData``, reused by PointPWC,
     FLOT, SCOOP): ``remove_ground=True`` drops the points with ``y < -1.4`` in BOTH pc1 and pc2,

@@ -31,7 +31,6 @@ remove the ``invalid/`` pixels. Pass ``use_invalid=False`` for the former.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Optional
 
 import numpy as np

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 import numpy as np
-import pytest
 
 from motionflow.datasets import get_dataset
 from motionflow.io import read_flow, read_sintel_mask

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from motionflow.io import read_feather, read_flow, read_image, read_points, read_sintel_mask
 
