@@ -21,7 +21,7 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 
-from ..errors import FormatError, ShapeError, UnknownNameError
+from ..errors import FormatError, MotionflowError, ShapeError, UnknownNameError
 from .accumulator import Accumulator
 from .report import Report, environment, peak_rss_mb
 
@@ -116,10 +116,11 @@ class _Context:
 
     def __init__(self, spec: EvalSpec, dataset=None):
         self.spec = spec
-        if spec.threads:
+        threads = spec.threads or int(os.environ.get("MOTIONFLOW_EVAL_THREADS", "0"))
+        if threads and spec.method is not None:
             import torch
 
-            torch.set_num_threads(spec.threads)
+            torch.set_num_threads(threads)
         self.dataset = build_dataset(spec) if dataset is None else dataset
         self.kind = spec.protocol["kind"]
         self.name = spec.protocol["dataset"]
@@ -185,6 +186,10 @@ def sample_partial(protocol: dict, sample, pred) -> dict:
                 scene.av2_threeway_partial(pred, sample.flow, sample.pc1, sample.classes, sample.ego_motion, sample.valid, sample.ground1)
             )
             parts.append(scene.bucketed_partial(pred, sample.flow, sample.pc1, sample.classes, sample.ego_motion, sample.valid, sample.ground1))
+        else:
+            parts.append({"sums": {}, "counts": {"av2:no_class_labels": 1}})
+        if sample.ground1 is None:
+            parts.append({"sums": {}, "counts": {"av2:no_ground_labels": 1}})
         return _merge_partials(*parts)
     return scene.scene_flow_partial(pred, sample.flow, mask, protocol["rel_eps"])
 
@@ -198,7 +203,7 @@ def finalize_metrics(protocol: dict, acc: Accumulator) -> dict:
     from . import scene
 
     metrics = scene.scene_flow_metrics(acc, protocol["rel_eps"])
-    if protocol.get("av2") and any(k.startswith("av2:") for k in acc.counts):
+    if protocol.get("av2") and "av2:bg_static:n" in acc.counts:
         metrics.update(scene.av2_threeway_metrics(acc))
         metrics.update(scene.bucketed_metrics(acc))
     return metrics
@@ -268,15 +273,16 @@ def _run_local(spec: EvalSpec, todo: list) -> Iterator[dict]:
         yield evaluate_sample(spec, index)
 
 
-def _pool_init(threads):  # runs in each spawned worker
-    import torch
-
-    torch.set_num_threads(threads)
+def _pool_init(threads):  # runs in each spawned worker: share the cores between the workers
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    os.environ.setdefault("MKL_NUM_THREADS", str(threads))
+    os.environ["MOTIONFLOW_EVAL_THREADS"] = str(threads)
 
 
 def _run_pool(spec: EvalSpec, todo: list, workers: int, chunk_size: int) -> Iterator[dict]:
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
 
     threads = spec.threads or max(1, (os.cpu_count() or 1) // workers)
     ctx = mp.get_context("spawn")
@@ -286,7 +292,14 @@ def _run_pool(spec: EvalSpec, todo: list, workers: int, chunk_size: int) -> Iter
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
-                yield from fut.result()
+                try:
+                    records = fut.result()
+                except BrokenProcessPool as exc:
+                    raise MotionflowError(
+                        f"evaluate: a worker process died ({exc}); when calling evaluate(workers > 1) from a "
+                        "script, guard the call with `if __name__ == '__main__':` (spawned workers re-import it)"
+                    ) from exc
+                yield from records
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -536,6 +549,14 @@ def evaluate(
         protocol_info["default_reductions"] = {b: red.get(b, "pixel") for b in ("epe", "px1", "px3", "px5", "fl_all")}
     else:
         protocol_info["default_reduction"] = "sample"
+        notes = []
+        if acc.n("av2:no_ground_labels"):
+            notes.append(f"{acc.n('av2:no_ground_labels')} samples had no ground labels: their ground points were scored "
+                         "(the official AV2 eval masks exclude ground)")
+        if acc.n("av2:no_class_labels"):
+            notes.append(f"{acc.n('av2:no_class_labels')} samples had no class labels: no EPE 3-way / bucketed EPE for them")
+        if notes:
+            protocol_info["notes"] = notes
     report = Report(
         dataset=name,
         split=split,
