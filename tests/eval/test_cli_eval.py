@@ -1,0 +1,163 @@
+"""``motionflow eval`` end to end: generated trees, the shared real samples, bad usage."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from motionflow.cli.main import main
+from motionflow.datasets import get_dataset
+from motionflow.eval import write_prediction
+from motionflow.io import read_flow, write_flow
+
+
+def _report(path: Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+# -- bad usage ------------------------------------------------------------------------------------
+def test_unknown_dataset_lists_valid_names_exit_2(tmp_path, capsys):
+    rc = main(["eval", "--dataset", "sintle", "--root", str(tmp_path), "--method", "raft", "--out", str(tmp_path / "r.json")])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "unknown dataset 'sintle'" in err and "sintel" in err and "kitti2015" in err and "av2" in err
+
+
+def test_unknown_method_lists_valid_names_exit_2(tmp_path, capsys):
+    rc = main(["eval", "--dataset", "synthetic-flow", "--method", "rafft", "--out", str(tmp_path / "r.json")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "unknown optical-flow method 'rafft'" in err and "raft" in err and "opencv-dis" in err
+    rc = main(["eval", "--dataset", "synthetic-lidar", "--method", "nsfpp", "--out", str(tmp_path / "r.json")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "unknown scene-flow method 'nsfpp'" in err and "nsfp" in err and "fnsf" in err
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_argument_errors_exit_2(tmp_path, capsys):
+    out = str(tmp_path / "r.json")
+    assert main(["eval", "--dataset", "sintel", "--method", "raft", "--out", out]) == 2
+    assert "--root is required" in capsys.readouterr().err
+    assert main(["eval", "--dataset", "synthetic-flow", "--predictions", str(tmp_path), "--iters", "3", "--out", out]) == 2
+    assert "need --method" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:  # argparse: unknown engine, and --method with --predictions
+        main(["eval", "--dataset", "synthetic-flow", "--method", "raft", "--engine", "spark", "--out", out])
+    assert exc.value.code == 2 and "invalid choice: 'spark'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["eval", "--dataset", "synthetic-flow", "--method", "raft", "--predictions", str(tmp_path), "--out", out])
+    assert exc.value.code == 2
+
+
+# -- generated trees ------------------------------------------------------------------------------
+def test_predictions_on_generated_synthetic_flow(tmp_path, capsys):
+    opts = {"num_samples": 3, "size": (32, 48)}
+    ds = get_dataset("synthetic-flow", None, **opts)
+    for i in range(len(ds)):
+        s = ds[i]
+        write_prediction(tmp_path / "pred", "synthetic-flow", s, s.flow + np.array([0.0, 1.5], np.float32)[None, :, None, None])
+    out = tmp_path / "r.json"
+    rc = main(["eval", "--dataset", "synthetic-flow", "--option", "num_samples=3", "--option", "size=(32, 48)",
+               "--predictions", str(tmp_path / "pred"), "--out", str(out), "--no-progress"])
+    assert rc == 0
+    rep = _report(out)
+    assert rep["dataset"] == "synthetic-flow" and len(rep["per_sample"]) == 3
+    assert rep["metrics"]["epe"]["value"] == pytest.approx(1.5, abs=1e-5)
+    assert rep["metrics"]["px1"]["value"] == 0.0 and rep["metrics"]["px3"]["value"] == 1.0
+    assert "| epe | 1.5000 | pixel |" in capsys.readouterr().out
+    assert out.with_suffix(".csv").is_file() and out.with_suffix(".md").is_file()
+    assert out.with_name("r.samples.jsonl").is_file()
+
+
+def test_scene_method_write_predictions_then_score_them(tmp_path):
+    base = ["eval", "--dataset", "synthetic-lidar", "--option", "num_samples=2", "--option", "beams=8",
+            "--option", "azimuths=64", "--no-progress"]
+    assert main(base + ["--method", "zero", "--out", str(tmp_path / "a.json"), "--write-predictions", str(tmp_path / "p")]) == 0
+    ds = get_dataset("synthetic-lidar", None, num_samples=2, beams=8, azimuths=64)
+    files = sorted(p.name for p in (tmp_path / "p").iterdir())
+    assert files == [f"{i}.npz" for i in ds.ids]
+    with np.load(tmp_path / "p" / files[0]) as data:
+        assert data["flow"].shape == (len(ds[0].pc1), 3) and not data["flow"].any()
+    assert main(base + ["--predictions", str(tmp_path / "p"), "--out", str(tmp_path / "b.json"), "--workers", "2"]) == 0
+    a, b = _report(tmp_path / "a.json"), _report(tmp_path / "b.json")
+    assert a["metrics"] == b["metrics"]
+    expected = np.mean([np.linalg.norm(ds[i].flow.astype(np.float64), axis=1).mean() for i in range(2)])
+    assert a["metrics"]["epe3d"]["value"] == pytest.approx(expected, rel=1e-12)
+    assert a["method"] == "zero" and b["runtime"]["workers"] == 2
+
+
+# -- the shared real samples -----------------------------------------------------------------------
+def _sintel_tree(sample_data: Path, tmp_path: Path) -> Path:
+    """A Sintel root of symlinks to ../shared/data/sintel_alley_1 (nothing is copied)."""
+    src = sample_data / "sintel_alley_1"
+    root = tmp_path / "sintel"
+    for sub in ("clean", "final", "flow", "occlusions", "invalid"):
+        (root / "training" / sub).mkdir(parents=True)
+        (root / "training" / sub / "alley_1").symlink_to(src / sub, target_is_directory=True)
+    return root
+
+
+def test_sintel_predictions_with_known_offset(sample_data, tmp_path):
+    root = _sintel_tree(sample_data, tmp_path)
+    pred = tmp_path / "pred"
+    for n in (1, 2, 3):
+        flow, valid = read_flow(sample_data / "sintel_alley_1" / "flow" / f"frame_{n:04d}.flo")
+        p = np.where(valid[..., None], flow + np.array([0.6, 0.8], np.float32), 0.0)
+        write_flow(pred / "alley_1" / f"frame_{n:04d}.flo", p)
+    out = tmp_path / "sintel.json"
+    rc = main(["eval", "--dataset", "sintel", "--root", str(root), "--pass", "final", "--predictions", str(pred),
+               "--out", str(out), "--no-progress"])
+    assert rc == 0
+    rep = _report(out)
+    assert [s["id"] for s in rep["per_sample"]] == ["alley_1/frame_0001", "alley_1/frame_0002", "alley_1/frame_0003"]
+    m = rep["metrics"]
+    assert m["epe"]["reduction"] == "pixel" and m["epe"]["value"] == pytest.approx(1.0, abs=1e-4)
+    assert m["epe_matched"]["value"] == pytest.approx(1.0, abs=1e-4)  # occlusion mask of frame 2
+    assert m["epe_unmatched"]["value"] == pytest.approx(1.0, abs=1e-4)
+    assert m["px1"]["value"] < 0.5 and m["px3"]["value"] == 1.0
+
+
+def _kitti_tree(sample_data: Path, tmp_path: Path) -> Path:
+    src = sample_data / "kitti2015_flow_000000"
+    root = tmp_path / "kitti"
+    (root / "training" / "image_2").mkdir(parents=True)
+    (root / "training" / "flow_occ").mkdir(parents=True)
+    for name in ("000000_10.png", "000000_11.png"):
+        (root / "training" / "image_2" / name).symlink_to(src / name)
+    (root / "training" / "flow_occ" / "000000_10.png").symlink_to(src / "flow_gt.png")
+    return root
+
+
+def test_kitti_predictions_known_epe_and_fl_all(sample_data, tmp_path):
+    root = _kitti_tree(sample_data, tmp_path)
+    gt, valid = read_flow(sample_data / "kitti2015_flow_000000" / "flow_gt.png")
+    pred = tmp_path / "pred"
+    write_flow(pred / "000000_10.png", gt + np.array([4.0, 0.0], np.float32))  # 4 px: exact in 1/64 px steps
+    out = tmp_path / "kitti.json"
+    assert main(["eval", "--dataset", "kitti2015", "--root", str(root), "--predictions", str(pred), "--out", str(out),
+                 "--no-progress"]) == 0
+    m = _report(out)["metrics"]
+    assert m["epe"]["reduction"] == "image" and m["epe"]["value"] == pytest.approx(4.0, abs=1e-6)
+    # Fl: epe 4 > 3 px everywhere, so a pixel is an outlier iff 4 > 5 % of |gt|, i.e. |gt| < 80 px
+    mag = np.linalg.norm(gt[valid].astype(np.float64), axis=1)
+    assert m["fl_all"]["reduction"] == "pixel"
+    assert m["fl_all"]["value"] == pytest.approx(100.0 * np.mean(4.0 > 0.05 * mag), rel=1e-12)
+    assert 0 < m["fl_all"]["value"] < 100
+
+
+def test_av2_predictions_threeway(sample_data, tmp_path):
+    ds = get_dataset("av2", sample_data / "av2_sceneflow_7fab2350")
+    sample = ds[0]
+    write_prediction(tmp_path / "pred", "av2", sample, sample.flow + np.array([0.0, 0.0, 0.1], np.float32))
+    out = tmp_path / "av2.json"
+    assert main(["eval", "--dataset", "av2", "--root", str(sample_data / "av2_sceneflow_7fab2350"),
+                 "--predictions", str(tmp_path / "pred"), "--out", str(out), "--no-progress"]) == 0
+    rep = _report(out)
+    m = rep["metrics"]
+    assert m["epe3d"]["value"] == pytest.approx(0.1, abs=1e-5)
+    for part in ("epe_fg_dynamic", "epe_fg_static", "epe_bg_static"):
+        assert m[part]["count"] > 0
+        assert m[part]["value"] == pytest.approx(0.1, abs=5e-3)  # float16 rounding of the official files
+    assert m["epe_threeway"]["reduction"] == "point"
+    assert m["bucketed_static_epe/BACKGROUND"]["value"] == pytest.approx(0.1, abs=1e-5)
