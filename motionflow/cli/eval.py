@@ -44,7 +44,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, metavar="N", help="local worker processes (or Ray CPUs when local)")
     p.add_argument("--engine", default="local", choices=("local", "ray"), help="local process pool or a Ray cluster")
     p.add_argument("--address", default=None, help="Ray cluster address (local Ray when omitted)")
-    p.add_argument("--chunk-size", type=int, default=1, metavar="K", help="samples per task (e.g. one scene)")
+    p.add_argument("--chunk-size", default="1", metavar="K|scene", help="samples per worker task, or 'scene' for one task per scene / log")
     p.add_argument("--write-predictions", default=None, metavar="DIR", help="also save the method's flows in the dataset's naming")
     p.add_argument("--device", default="cpu", help="torch device for optical-flow methods")
     p.add_argument("--no-resume", action="store_true", help="ignore the records of an earlier, interrupted run")
@@ -65,8 +65,13 @@ def run(args) -> int:
         return usage("--checkpoint, --iters and --write-predictions need --method, not --predictions")
     if args.address and args.engine != "ray":
         return usage("--address needs --engine ray")
-    if args.workers < 1 or args.chunk_size < 1:
-        return usage("--workers and --chunk-size must be >= 1")
+    if args.workers < 1:
+        return usage("--workers must be >= 1")
+    chunk_size = args.chunk_size
+    if chunk_size != "scene":
+        if not chunk_size.isdigit() or int(chunk_size) < 1:
+            return usage(f"--chunk-size: expected a positive integer or 'scene', found {chunk_size!r}")
+        chunk_size = int(chunk_size)
     method_options = {}
     if args.checkpoint is not None:
         method_options["checkpoint"] = args.checkpoint
@@ -96,7 +101,7 @@ def run(args) -> int:
         workers=args.workers,
         engine=args.engine,
         address=args.address,
-        chunk_size=args.chunk_size,
+        chunk_size=chunk_size,
         device=args.device,
         write_predictions=args.write_predictions,
         resume=not args.no_resume,

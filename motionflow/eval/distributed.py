@@ -1,4 +1,4 @@
-"""Ray engine: one task per sample (or per ``chunk_size`` consecutive samples, e.g. a scene).
+"""Ray engine: one task per work unit (a sample, ``chunk_size`` consecutive samples, or a scene).
 
 ``ray.init(address=...)`` joins a cluster (``"auto"`` or ``"ray://host:10001"``); without an address a
 local Ray instance starts with ``num_cpus=workers``. Every task rebuilds the dataset and the method
@@ -25,10 +25,9 @@ def _remote_fn(ray, max_retries: int):
     return ray.remote(max_retries=max_retries, retry_exceptions=False)(evaluate_indices)
 
 
-def run_ray(spec, todo: list, *, address: Optional[str] = None, chunk_size: int = 1, max_retries: int = 3, workers: int = 1) -> Iterator[dict]:
-    """Yield the records of the samples ``todo`` as Ray tasks finish."""
+def run_ray(spec, units: list, *, address: Optional[str] = None, max_retries: int = 3, workers: int = 1) -> Iterator[dict]:
+    """Yield the records of the work ``units`` (lists of sample indices, one Ray task each) as tasks finish."""
     ray = require("ray", "ray", hint="or install the extra: pip install 'motionflow[ray]'")
-    from .runner import _chunks
 
     started_here = False
     if not ray.is_initialized():
@@ -40,7 +39,7 @@ def run_ray(spec, todo: list, *, address: Optional[str] = None, chunk_size: int 
     try:
         task = _remote_fn(ray, max_retries)
         spec_ref = ray.put(spec)
-        pending = [task.remote(spec_ref, chunk) for chunk in _chunks(todo, chunk_size)]
+        pending = [task.remote(spec_ref, unit) for unit in units]
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
             for ref in done:

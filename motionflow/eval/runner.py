@@ -109,6 +109,10 @@ class SampleList:
     def __getitem__(self, index):
         return self.samples[index]
 
+    @property
+    def ids(self) -> list:
+        return [s.id for s in self.samples]
+
 
 # -- evaluating one sample ----------------------------------------------------------------------
 class _Context:
@@ -263,8 +267,40 @@ def evaluate_indices(spec: EvalSpec, indices) -> list:
 
 
 # -- engines ------------------------------------------------------------------------------------
-def _chunks(indices: list, size: int) -> list:
-    size = max(1, int(size))
+def scene_of(sample_id: str) -> str:
+    """The scene (or log) part of a sample id: everything before the last ``/`` (the id itself if none)."""
+    return sample_id.rsplit("/", 1)[0] if "/" in sample_id else sample_id
+
+
+def work_units(dataset, indices: list, chunk_size=1) -> list:
+    """Split sample indices into tasks: ``chunk_size`` consecutive samples, or ``"scene"``: one task per scene.
+
+    Scenes come from the dataset's ``ids`` (no data is read): Sintel ``SCENE/frame_XXXX`` and AV2
+    ``LOG/TIMESTAMP`` group by SCENE / LOG; a dataset without ``/`` in its ids gives one task per sample.
+    """
+    if chunk_size == "scene":
+        ids = getattr(dataset, "ids", None)
+        if ids is None:
+            ids = [dataset[i].id for i in indices]
+            by_index = dict(zip(indices, ids))
+        else:
+            by_index = {i: ids[i] for i in indices}
+        units: list = []
+        last = None
+        for i in indices:
+            scene = scene_of(by_index[i])
+            if units and scene == last:
+                units[-1].append(i)
+            else:
+                units.append([i])
+            last = scene
+        return units
+    try:
+        size = int(chunk_size)
+    except (TypeError, ValueError):
+        size = 0
+    if size < 1:
+        raise ShapeError(f"evaluate chunk_size: expected a positive integer or 'scene', found {chunk_size!r}")
     return [indices[i : i + size] for i in range(0, len(indices), size)]
 
 
@@ -279,7 +315,7 @@ def _pool_init(threads):  # runs in each spawned worker: share the cores between
     os.environ["MOTIONFLOW_EVAL_THREADS"] = str(threads)
 
 
-def _run_pool(spec: EvalSpec, todo: list, workers: int, chunk_size: int) -> Iterator[dict]:
+def _run_pool(spec: EvalSpec, units: list, workers: int) -> Iterator[dict]:
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
@@ -288,7 +324,7 @@ def _run_pool(spec: EvalSpec, todo: list, workers: int, chunk_size: int) -> Iter
     ctx = mp.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_pool_init, initargs=(threads,))
     try:
-        pending = {pool.submit(evaluate_indices, spec, chunk) for chunk in _chunks(todo, chunk_size)}
+        pending = {pool.submit(evaluate_indices, spec, unit) for unit in units}
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
@@ -310,6 +346,8 @@ def _fingerprint(spec: EvalSpec, method_label: str) -> dict:
         "version": RECORDS_VERSION,
         "dataset": spec.protocol["dataset"],
         "split": spec.split,
+        "root": spec.root,
+        "dataset_options": {k: repr(v) for k, v in sorted(spec.dataset_options.items())},
         "method": method_label,
         "method_options": {k: str(v) for k, v in sorted(spec.method_options.items())},
         "protocol": spec.protocol,
@@ -399,7 +437,7 @@ def evaluate(
     workers: int = 1,
     engine: str = "local",
     address: Optional[str] = None,
-    chunk_size: int = 1,
+    chunk_size=1,
     device: str = "cpu",
     write_predictions=None,
     resume: bool = True,
@@ -423,8 +461,11 @@ def evaluate(
             skips the samples found there.
         max_samples: evaluate only the first N samples.
         workers: local process pool size (spawned processes, each builds its own dataset and method).
-        engine: ``"local"`` (in-process or pool) or ``"ray"`` (one task per ``chunk_size`` samples on
-            ``ray.init(address=address)``; local Ray when no address; ``max_retries`` per task).
+        engine: ``"local"`` (in-process or pool) or ``"ray"`` (one task per work unit on
+            ``ray.init(address=address)``; local Ray with ``workers`` CPUs when no address; Ray retries a
+            task whose worker died up to ``max_retries`` times).
+        chunk_size: samples per work unit (pool job or Ray task), or ``"scene"`` for one unit per scene
+            / log (:func:`work_units`).
         device: torch device for optical-flow methods.
         write_predictions: also save the method's flows in the dataset's naming under this folder.
         protocol: ``"av2"`` forces the Argoverse 2 protocol metrics (default: on for the ``av2``
@@ -508,9 +549,10 @@ def evaluate(
         elif engine == "ray":
             from .distributed import run_ray
 
-            stream = run_ray(spec, todo, address=address, chunk_size=chunk_size, max_retries=max_retries, workers=workers)
+            units = work_units(ds, todo, chunk_size)
+            stream = run_ray(spec, units, address=address, max_retries=max_retries, workers=workers)
         elif int(workers) > 1:
-            stream = _run_pool(spec, todo, int(workers), chunk_size)
+            stream = _run_pool(spec, work_units(ds, todo, chunk_size), int(workers))
         else:
             _CONTEXTS.clear()
             _CONTEXTS[spec.token] = _Context(spec, dataset=ds)  # reuse the driver's dataset

@@ -11,7 +11,7 @@ import pytest
 from motionflow.datasets.synthetic import synthetic_clip, synthetic_lidar_pair
 from motionflow.errors import DatasetNotFoundError, FormatError, ShapeError, UnknownNameError
 from motionflow.eval import Report, evaluate, write_prediction
-from motionflow.eval.runner import SampleList
+from motionflow.eval.runner import SampleList, work_units
 from motionflow.eval.scene import AV2_CATEGORY_TO_INDEX
 from motionflow.types import FlowPrediction, SceneFlowSample
 
@@ -190,6 +190,17 @@ def test_bad_arguments_are_typed_errors(tmp_path):
         evaluate(ds, predictions_dir=tmp_path / "absent", progress=False)
 
 
+def test_work_units_per_chunk_and_per_scene():
+    ds = _clips(5)
+    for s, new_id in zip(ds.samples, ["alley_1/frame_0001", "alley_1/frame_0002", "bamboo_1/frame_0001", "x", "y"]):
+        s.id = new_id
+    assert work_units(ds, [0, 1, 2, 3, 4], 2) == [[0, 1], [2, 3], [4]]
+    assert work_units(ds, [0, 1, 2, 3, 4], "scene") == [[0, 1], [2], [3], [4]]
+    assert work_units(ds, [1, 2], "scene") == [[1], [2]]
+    with pytest.raises(ShapeError, match="positive integer or 'scene'"):
+        work_units(ds, [0], 0)
+
+
 def test_workers_give_identical_numbers(tmp_path):
     ds = _clips(4)
     _write_offset_predictions(ds, tmp_path / "pred")
@@ -211,7 +222,7 @@ def test_ray_local_cluster_matches_pool_and_single_process(tmp_path):
     pooled = evaluate(ds, predictions_dir=tmp_path / "pred", workers=2, progress=False)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)  # one local instance for both runs
     try:
-        ray_report = evaluate(ds, predictions_dir=tmp_path / "pred", engine="ray", chunk_size=2, progress=False)
+        ray_report = evaluate(ds, predictions_dir=tmp_path / "pred", engine="ray", chunk_size="scene", progress=False)
         assert ray_report.runtime["engine"] == "ray"
         assert _metric_values(ray_report) == _metric_values(single) == _metric_values(pooled)
         # a failing sample on Ray surfaces the evaluation's own typed error, naming the sample
