@@ -41,8 +41,14 @@ def _meta_list(meta: dict, *keys):
     return None
 
 
+def _pairs(sample) -> list:
+    if sample.pair_index is not None:
+        return list(sample.pair_index)
+    return list(range(sample.frames.shape[0] - 1))
+
+
 def _sintel_names(sample) -> list[str]:
-    pairs = list(sample.pair_index or ())
+    pairs = _pairs(sample)
     paths = _meta_list(sample.meta, "flow_paths", "flow_files")
     if paths is not None and len(paths) == len(pairs):
         return [f"{Path(p).parent.name}/{Path(p).stem}.flo" for p in paths]
@@ -80,7 +86,7 @@ def prediction_names(dataset_name: str, sample) -> list[str]:
         if sample.pair_index is not None and len(sample.pair_index) != 1:
             raise ShapeError(f"sample {sample.id!r}: KITTI scores one pair per sample, found {len(sample.pair_index)}")
         return _kitti_names(sample)
-    pairs = list(sample.pair_index or ())
+    pairs = _pairs(sample)
     if len(pairs) == 1:
         return [f"{sample.id}.flo"]
     return [f"{sample.id}_p{k:02d}.flo" for k in pairs]

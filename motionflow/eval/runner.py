@@ -153,7 +153,8 @@ def _predict_optical(ctx: _Context, sample) -> np.ndarray:
     t, _, h, w = sample.frames.shape
     if flow.shape != (1, t - 1, 2, h, w):
         raise ShapeError(f"method output for sample {sample.id!r}: expected flow of shape (1, {t - 1}, 2, {h}, {w}), found {flow.shape}")
-    return flow[0][list(sample.pair_index)]
+    pairs = sample.pair_index if sample.pair_index is not None else range(t - 1)
+    return flow[0][list(pairs)]
 
 
 def _predict_scene(ctx: _Context, sample) -> np.ndarray:
@@ -226,8 +227,12 @@ def evaluate_sample(spec: EvalSpec, index: int) -> dict:
     ctx = _context(spec)
     start = time.perf_counter()
     sample = ctx.dataset[index]
-    if sample.flow is None:
-        raise ShapeError(f"sample {sample.id!r} (index {index}): expected ground-truth flow to evaluate, found none")
+    scored = sample.flow is not None
+    if not scored and (spec.write_predictions is None or spec.predictions is not None):
+        raise ShapeError(
+            f"sample {sample.id!r} (index {index}): expected ground-truth flow to evaluate, found none "
+            "(a test split: use a method with write_predictions to make submission files)"
+        )
     t0 = time.perf_counter()
     if spec.predictions is not None:
         from .predictions import read_optical_prediction, read_scene_prediction
@@ -243,11 +248,13 @@ def evaluate_sample(spec: EvalSpec, index: int) -> dict:
         from .predictions import write_prediction
 
         write_prediction(spec.write_predictions, ctx.name, sample, pred)
-    try:
-        partial = sample_partial(spec.protocol, sample, pred)
-    except ShapeError as exc:
-        raise ShapeError(f"sample {sample.id!r} (index {index}): {exc}") from exc
-    metrics = finalize_metrics(spec.protocol, Accumulator.from_partial(partial))
+    partial, metrics = {"sums": {}, "counts": {}}, {}
+    if scored:
+        try:
+            partial = sample_partial(spec.protocol, sample, pred)
+        except ShapeError as exc:
+            raise ShapeError(f"sample {sample.id!r} (index {index}): {exc}") from exc
+        metrics = finalize_metrics(spec.protocol, Accumulator.from_partial(partial))
     return {
         "index": int(index),
         "id": sample.id,

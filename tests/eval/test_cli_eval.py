@@ -161,3 +161,35 @@ def test_av2_predictions_threeway(sample_data, tmp_path):
         assert m[part]["value"] == pytest.approx(0.1, abs=5e-3)  # float16 rounding of the official files
     assert m["epe_threeway"]["reduction"] == "point"
     assert m["bucketed_static_epe/BACKGROUND"]["value"] == pytest.approx(0.1, abs=1e-5)
+
+
+class _ZeroOptical:
+    name = "zero-optical"
+    clip_length = 2
+
+    def __call__(self, frames):
+        import torch
+
+        from motionflow.types import FlowPrediction
+
+        b, t, _, h, w = frames.shape
+        return FlowPrediction(flow=torch.zeros(b, t - 1, 2, h, w))
+
+
+def test_submission_files_for_a_test_split(sample_data, tmp_path):
+    from motionflow.errors import ShapeError
+    from motionflow.eval import evaluate
+
+    src = sample_data / "sintel_alley_1"
+    root = tmp_path / "sintel"
+    (root / "test" / "final").mkdir(parents=True)
+    (root / "test" / "final" / "alley_1").symlink_to(src / "final", target_is_directory=True)
+    sub = tmp_path / "submission" / "final"
+    report = evaluate("sintel", _ZeroOptical(), root=root, split="test", dataset_options={"pass": "final"},
+                      write_predictions=sub, progress=False)
+    assert sorted(str(p.relative_to(sub)) for p in sub.rglob("*.flo")) == [f"alley_1/frame_{n:04d}.flo" for n in (1, 2, 3)]
+    flow, valid = read_flow(sub / "alley_1" / "frame_0002.flo")
+    assert flow.shape == (436, 1024, 2) and valid.all() and not flow.any()
+    assert report.num_samples == 3 and report.per_sample[0]["metrics"] == {}
+    with pytest.raises(ShapeError, match="expected ground-truth flow to evaluate"):
+        evaluate("sintel", _ZeroOptical(), root=root, split="test", dataset_options={"pass": "final"}, progress=False)
