@@ -6,8 +6,8 @@ Three ideas on top of a Twins-SKFlow/GMA backbone:
 * **SIM** (streamlined in-batch multi-frame): one forward pass takes T = 4 frames and returns the
   T - 1 = 3 forward flows ``t -> t+1`` of all consecutive pairs. ``fnet`` encodes all T frames,
   ``cnet`` the first T - 1; one RAFT correlation pyramid (4 levels, radius 4) per pair; all pairs are
-  refined together in one batch. A video is cut into groups of T frames overlapping by one
-  (:func:`sim_groups`).
+  refined together in one batch. A video is cut into groups of T frames overlapping by one, the last
+  aligned to the end (:func:`motionflow.models.method.overlapping_groups`, paper Alg. 2).
 * **ISC** (integrative spatio-temporal coherence, :mod:`~motionflow.models.blocks.streamflow_isc`):
   the Twins encoder sees the frames stacked along height, so its attention mixes frames, at zero
   parameter cost.
@@ -39,7 +39,7 @@ from motionflow.errors import ShapeError
 from motionflow.models.blocks.gma import ContextAttention
 from motionflow.models.blocks.streamflow_isc import ISCTwinsEncoder
 from motionflow.models.blocks.streamflow_update import StreamFlowUpdateBlock
-from motionflow.ops.correlation import CorrPyramid
+from motionflow.ops.correlation import CorrPyramid, OnDemandCorrPyramid
 from motionflow.ops.upsample import convex_upsample
 from motionflow.ops.warp import coords_grid
 
@@ -47,9 +47,11 @@ __all__ = [
     "StreamFlow",
     "StreamFlowOutput",
     "build_streamflow",
-    "sim_groups",
     "UNUSED_KEYS",
     "DEFAULT_ITERS",
+    "run_streamflow_window",
+    "streamflow_spec",
+    "create_streamflow_method",
 ]
 
 #: Evaluation iterations of the official scripts (``scripts/infer.sh``, ``demo.py``); training uses 12.
@@ -77,38 +79,6 @@ class StreamFlowOutput:
     predictions: list = field(default_factory=list)
 
 
-def sim_groups(num_frames: int, group: int = 4) -> list[tuple[int, int]]:
-    """SIM grouping of a video (paper Alg. 2; official ``demo.py``).
-
-    Groups of ``group`` consecutive frames overlapping by one frame (stride ``group - 1``); the last
-    group is aligned to the end of the video, and from it only the pairs not produced before are kept.
-
-    Args:
-        num_frames: N >= ``group``.
-        group: T.
-
-    Returns:
-        ``[(start, first_new_pair), ...]``: group ``k`` covers frames ``start .. start+T-1`` and its
-        pairs ``p >= first_new_pair`` (absolute pair index, pair p = frame p -> p+1) are new. Together
-        the new pairs are ``0 .. N-2``, each exactly once.
-    """
-    if group < 2:
-        raise ShapeError(f"group: expected at least 2 frames per group, found {group}")
-    if num_frames < group:
-        raise ShapeError(f"num_frames: expected at least {group} frames for one group, found {num_frames}")
-    out = []
-    i = 0
-    while True:
-        if i + group <= num_frames:
-            out.append((i, i))
-        else:
-            out.append((num_frames - group, i))
-        if i + group >= num_frames:
-            break
-        i += group - 1
-    return out
-
-
 class StreamFlow(nn.Module):
     """StreamFlow with T = 4 (the released models).
 
@@ -117,11 +87,20 @@ class StreamFlow(nn.Module):
             tied to it).
         iters: default number of refinement iterations (15 as the official evaluation).
         corr_levels, corr_radius: correlation pyramid (4, 4).
+        corr_on_demand: use the memory-bounded correlation (same lookup, no ``(hw)^2`` volume; the
+            method adapter sets it above ~1 MP).
     """
 
     checkpoint_unused_keys = UNUSED_KEYS
 
-    def __init__(self, frames: int = 4, iters: int = DEFAULT_ITERS, corr_levels: int = 4, corr_radius: int = 4):
+    def __init__(
+        self,
+        frames: int = 4,
+        iters: int = DEFAULT_ITERS,
+        corr_levels: int = 4,
+        corr_radius: int = 4,
+        corr_on_demand: bool = False,
+    ):
         super().__init__()
         if frames < 2:
             raise ShapeError(f"frames: StreamFlow needs at least 2 frames per group, found {frames}")
@@ -129,6 +108,7 @@ class StreamFlow(nn.Module):
         self.iters = iters
         self.corr_levels = corr_levels
         self.corr_radius = corr_radius
+        self.corr_on_demand = corr_on_demand
         self.hidden_dim = self.context_dim = 128
         self.fnet = ISCTwinsEncoder()
         self.cnet = ISCTwinsEncoder()
@@ -196,7 +176,8 @@ class StreamFlow(nn.Module):
         inp = torch.relu(inp.flatten(0, 1))
         attention = self.att(inp)  # (B*S, 1, h*w, h*w)
 
-        corr_fn = CorrPyramid(
+        pyramid = OnDemandCorrPyramid if self.corr_on_demand else CorrPyramid
+        corr_fn = pyramid(
             fmaps[:, :-1].flatten(0, 1), fmaps[:, 1:].flatten(0, 1), self.corr_levels, self.corr_radius
         )  # pair i: fmap_i against fmap_{i+1}
         coords0 = coords_grid(b * s, h, w, device=frames.device)
@@ -240,3 +221,58 @@ def build_streamflow(checkpoint=None, frames: int = 4, iters: int = DEFAULT_ITER
         load_official_checkpoint(model, checkpoint, allow_pickle=allow_pickle)
         model.eval()
     return model
+
+
+# ---------------------------------------------------------------------------------------- as a method
+def run_streamflow_window(model: StreamFlow, frames: torch.Tensor, iters: int, return_iterations: bool):
+    """One SIM group ``(B, T, 3, H, W)`` (padded) -> the forward flows of its T-1 pairs (and iterations)."""
+    from motionflow.models.method import WindowFlows
+
+    out = model(frames, iters=iters, all_iterations=return_iterations)
+    s = frames.shape[1] - 1
+    forward = {p: out.flow[:, p] for p in range(s)}
+    its = {p: [f[:, p] for f in out.predictions] for p in range(s)} if return_iterations else {}
+    return WindowFlows(forward=forward, iterations=its)
+
+
+def streamflow_spec(frames: int = 4):
+    """The :class:`~motionflow.models.method.NetworkSpec` of StreamFlow: SIM groups of ``frames``."""
+    from motionflow.models.method import NetworkSpec, overlapping_groups
+
+    return NetworkSpec(
+        name="streamflow",
+        clip_length=frames,
+        windows=lambda t: overlapping_groups(t, frames, 1),
+        run_window=run_streamflow_window,
+        default_iters=DEFAULT_ITERS,
+        default_precision="fp16",  # evaluate_mf.py's default (--mixed_precision on); CUDA only, CPU is fp32
+    )
+
+
+def create_streamflow_method(checkpoint=None, iters: Optional[int] = None, device=None, **kw):
+    """Registered method ``streamflow``: StreamFlow on SIM groups of 4 frames.
+
+    A clip of N frames is cut into groups of 4 frames overlapping by one frame, the last group aligned
+    to the end of the clip; every pair takes the flow of the first group that contains it (official
+    ``demo.py`` / paper Alg. 2), so N frames cost ``ceil((N-1)/3)`` forward passes. Groups start cold
+    (zero flow), as the official evaluation and demo do (the optional ``*_warmup`` submission script of
+    the official repository is not reproduced). A clip of fewer than 4 frames is filled by repeating its
+    last frame (StreamFlow cannot run on fewer frames; those flows are dropped).
+
+    Args:
+        checkpoint: an official ``streamflow-{things,sintel,kitti,spring}.pth`` file (``{'model': ...}``
+            with ``module.`` keys) or a state dict; required unless ``weights="random"``.
+        iters: refinement iterations (default 15, the official evaluation).
+        device: ``cpu`` / ``cuda`` / None (CUDA if available).
+        kw: ``precision`` (default ``fp16`` autocast on CUDA, as the official evaluation; CPU runs
+            float32), ``on_demand_pixels``, ``return_iterations``, ``weights``, ``allow_pickle``.
+
+    Raises:
+        CheckpointError: without a checkpoint (saying where the official weights are published), or for a
+            checkpoint that does not match.
+    """
+    from motionflow.models.method import make_network_method
+
+    return make_network_method(
+        streamflow_spec(), StreamFlow, checkpoint=checkpoint, iters=iters, device=device, **kw
+    )

@@ -119,9 +119,10 @@ class TemporalTransformerBlock(nn.Module):
 
     def __init__(self, dim: int = 128, num_heads: int = 1, mlp_ratio: float = 2.0) -> None:
         super().__init__()
+        # registration order = the official state-dict order (norm1, norm2, attn, mlp)
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = TemporalSelfAttention(dim, num_heads)
         self.norm2 = nn.LayerNorm(dim)
+        self.attn = TemporalSelfAttention(dim, num_heads)
         self.mlp = TemporalMlp(dim, int(dim * mlp_ratio))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
