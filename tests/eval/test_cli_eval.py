@@ -193,3 +193,28 @@ def test_submission_files_for_a_test_split(sample_data, tmp_path):
     assert report.num_samples == 3 and report.per_sample[0]["metrics"] == {}
     with pytest.raises(ShapeError, match="expected ground-truth flow to evaluate"):
         evaluate("sintel", _ZeroOptical(), root=root, split="test", dataset_options={"pass": "final"}, progress=False)
+
+
+def test_av2_ego_motion_only_prediction_on_the_shared_log(sample_data):
+    """Flow = ego motion only: every moving bucket has EPE == speed, so normalized dynamic EPE is 1."""
+    from motionflow.eval import evaluate
+    from motionflow.eval.scene import ego_motion_flow
+
+    ds = get_dataset("av2", sample_data / "av2_sceneflow_7fab2350")
+    sample = ds[0]
+
+    class EgoOnly:
+        name = "ego-only"
+
+        def __call__(self, pc1, pc2):
+            return ego_motion_flow(pc1, sample.ego_motion).astype(np.float32)
+
+    report = evaluate(ds, EgoOnly(), progress=False)
+    m = report.metrics
+    assert report.protocol["av2"] is True
+    for cls in ("CAR", "PEDESTRIAN"):  # the moving classes in this log
+        assert m[f"bucketed_dynamic_norm_epe/{cls}"]["value"] == pytest.approx(1.0, rel=1e-6)
+    assert m["bucketed_dynamic_norm_epe"]["value"] == pytest.approx(1.0, rel=1e-6)
+    # static background follows the ego motion: tiny error (labels are float32, compared after float16 rounding)
+    assert m["epe_bg_static"]["value"] < 0.01
+    assert m["epe_fg_dynamic"]["value"] > 0.3  # moving objects are missed entirely

@@ -281,3 +281,60 @@ def test_bucketed_counts_weight_points_across_frames():
     acc = Accumulator.merged([Accumulator.from_partial(a), Accumulator.from_partial(b)])
     value = bucketed_metrics(acc)["bucketed_dynamic_norm_epe/CAR"]["value"]
     assert value == pytest.approx((0.1 + 0.3) / (0.5 + 0.51))
+
+
+# -- oracles: the reference code's own formulas -------------------------------------------------
+def test_matches_raft_validate_kitti_and_sintel_formulas():
+    """RAFT evaluate.py: KITTI EPE = mean of per-image means, F1 = pooled outliers; Sintel EPE pooled."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    acc = Accumulator()
+    epe_list, out_list, sintel_epe = [], [], []
+    for i in range(4):
+        h, w = 12 + i, 17
+        gt = rng.normal(0, 20, (2, h, w)).astype(np.float32)
+        pred = gt + rng.normal(0, 3, (2, h, w)).astype(np.float32)
+        valid = rng.random((h, w)) > 0.3
+        acc.merge(Accumulator.from_partial(optical_flow_partial(pred[None], gt[None], valid[None])))
+        # --- RAFT validate_kitti, verbatim in spirit (torch, float32) ---
+        fp, fg, val = torch.from_numpy(pred), torch.from_numpy(gt), torch.from_numpy(valid.ravel())
+        epe = torch.sum((fp - fg) ** 2, dim=0).sqrt()
+        mag = torch.sum(fg**2, dim=0).sqrt()
+        epe, mag = epe.view(-1), mag.view(-1)
+        out = ((epe > 3.0) & ((epe / mag) > 0.05)).float()
+        epe_list.append(epe[val].mean().item())
+        out_list.append(out[val].cpu().numpy())
+        sintel_epe.append(epe[val].numpy())
+    kitti = optical_flow_metrics(acc, PROTOCOLS["kitti2015"])
+    assert kitti["epe"]["value"] == pytest.approx(np.mean(epe_list), rel=1e-5)
+    assert kitti["fl_all"]["value"] == pytest.approx(100 * np.mean(np.concatenate(out_list)), rel=1e-12)
+    sintel = optical_flow_metrics(acc, PROTOCOLS["sintel"])
+    assert sintel["epe"]["value"] == pytest.approx(np.mean(np.concatenate(sintel_epe)), rel=1e-5)
+    all_epe = np.concatenate(sintel_epe)
+    for name, thr in (("px1", 1), ("px3", 3), ("px5", 5)):
+        assert sintel[name]["value"] == pytest.approx(np.mean(all_epe < thr), abs=1e-12)
+
+
+def test_matches_nsfp_scene_flow_metrics_formula():
+    """NSFP utils.scene_flow_metrics (torch, float32, batch axis) on random flows."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(4)
+    gt = rng.normal(0, 1, (500, 3)).astype(np.float32)
+    gt[:5] = 0  # zero GT vectors: rel huge, angle NaN -> pi/2
+    pred = (gt + rng.normal(0, 0.08, (500, 3))).astype(np.float32)
+    p, l = torch.from_numpy(pred)[None], torch.from_numpy(gt)[None]
+    l2 = torch.sqrt(torch.sum((p - l) ** 2, 2))
+    rel = l2 / (torch.sqrt(torch.sum(l * l, 2)) + 1e-20)
+    ref = {
+        "epe3d": l2.mean().item(),
+        "acc3d_strict": ((l2 < 0.05) | (rel < 0.05)).float().mean().item(),
+        "acc3d_relax": ((l2 < 0.1) | (rel < 0.1)).float().mean().item(),
+        "outliers": ((l2 > 0.3) | (rel > 0.1)).float().mean().item(),
+    }
+    ul, up = l / l.norm(dim=2, keepdim=True), p / p.norm(dim=2, keepdim=True)
+    dot = (ul * up).sum(2).clamp(min=-1 + 1e-7, max=1 - 1e-7)
+    dot[dot != dot] = 0
+    ref["angle_error"] = torch.acos(dot).mean().item()
+    ours = scene_flow_metrics_per_sample(pred, gt)
+    for name, value in ref.items():
+        assert ours[name] == pytest.approx(value, rel=2e-5, abs=1e-7), name
