@@ -176,24 +176,30 @@ class StreamFlow(nn.Module):
         inp = torch.relu(inp.flatten(0, 1))
         attention = self.att(inp)  # (B*S, 1, h*w, h*w)
 
+        # as the official forward, the correlation and the upsampling run outside any autocast (float32)
+        fp32 = torch.autocast(frames.device.type, enabled=False)
         pyramid = OnDemandCorrPyramid if self.corr_on_demand else CorrPyramid
-        corr_fn = pyramid(
-            fmaps[:, :-1].flatten(0, 1), fmaps[:, 1:].flatten(0, 1), self.corr_levels, self.corr_radius
-        )  # pair i: fmap_i against fmap_{i+1}
+        with fp32:
+            corr_fn = pyramid(
+                fmaps[:, :-1].flatten(0, 1), fmaps[:, 1:].flatten(0, 1), self.corr_levels, self.corr_radius
+            )  # pair i: fmap_i against fmap_{i+1}
         coords0 = coords_grid(b * s, h, w, device=frames.device)
         coords1 = coords0.clone()
         if flow_init is not None:
-            coords1 = coords1 + flow_init.flatten(0, 1)
+            coords1 = coords1 + flow_init.flatten(0, 1).float()
 
         predictions = []
         up = None
         for it in range(iters):
-            corr = corr_fn(coords1)
+            with fp32:
+                corr = corr_fn(coords1)
             flow = coords1 - coords0
             net, mask, delta_flow = self.update_block(net, inp, corr, flow, attention)
-            coords1 = coords1 + delta_flow.flatten(0, 1)
+            coords1 = coords1 + delta_flow.flatten(0, 1).float()
             if all_iterations or it == iters - 1:
-                up = convex_upsample(coords1 - coords0, mask.flatten(0, 1), 8).reshape(b, s, 2, height, width)
+                with fp32:
+                    up = convex_upsample(coords1 - coords0, mask.flatten(0, 1), 8)
+                up = up.reshape(b, s, 2, height, width)
                 if all_iterations:
                     predictions.append(up)
         flow_low = (coords1 - coords0).reshape(b, s, 2, h, w)
