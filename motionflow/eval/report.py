@@ -30,16 +30,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-def _clean(value):
+def json_safe(value):
     """JSON-safe copy: NaN / inf floats become None."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
+        return [json_safe(v) for v in value]
     if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        return _clean(value.item())
+        return json_safe(value.item())
     return value
 
 
@@ -66,7 +66,7 @@ class Report:
         return float("nan") if v is None else float(v)
 
     def to_dict(self) -> dict:
-        return _clean(
+        return json_safe(
             {
                 "dataset": self.dataset,
                 "split": self.split,

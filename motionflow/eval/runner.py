@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import FormatError, MotionflowError, ShapeError, UnknownNameError
 from .accumulator import Accumulator
-from .report import Report, environment, peak_rss_mb
+from .report import Report, json_safe, environment, peak_rss_mb
 
 RECORDS_VERSION = 1
 
@@ -406,7 +406,7 @@ class _RecordWriter:
             self._write({"header": fingerprint})
 
     def _write(self, item: dict) -> None:
-        self.fh.write(json.dumps(item, allow_nan=True) + "\n")
+        self.fh.write(json.dumps(json_safe(item), allow_nan=False) + "\n")  # strict JSON: NaN -> null
         self.fh.flush()
         os.fsync(self.fh.fileno())
 
