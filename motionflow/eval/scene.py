@@ -253,6 +253,12 @@ def _meta_class_of_index() -> dict:
 
 
 _META_OF_INDEX = _meta_class_of_index()
+_META_NAMES = sorted(BUCKETED_META_CLASSES)
+# AV2 category index -> position in _META_NAMES, -1 for categories in no meta class (road signs, animals)
+_META_LOOKUP = np.array(
+    [_META_NAMES.index(_META_OF_INDEX[i]) if i in _META_OF_INDEX else -1 for i in range(len(AV2_CATEGORY_TO_INDEX))],
+    dtype=np.int64,
+)
 
 
 def bucketed_partial(pred, gt, pc1, classes, ego_motion=None, valid=None, ground=None, distance: float = BUCKET_DISTANCE) -> dict:
@@ -278,17 +284,21 @@ def bucketed_partial(pred, gt, pc1, classes, ego_motion=None, valid=None, ground
     speed = np.linalg.norm(gt_c, axis=1)
     epe = np.linalg.norm(pred_c - gt_c, axis=1)
     bucket = np.searchsorted(BUCKET_EDGES, speed, side="right") - 1  # edges[b] <= speed < edges[b+1]
+    meta = _META_LOOKUP[np.clip(classes.astype(np.int64), 0, len(_META_LOOKUP) - 1)]
+    meta[(classes < 0) | (classes >= len(_META_LOOKUP))] = -1  # unknown category indices: no meta class
+    sel = mask & (meta >= 0)
+    nb = len(BUCKET_EDGES) - 1
+    cell = meta[sel] * nb + bucket[sel]  # (meta class, bucket) as one index
+    size = len(_META_NAMES) * nb
+    n_cell = np.bincount(cell, minlength=size)
+    epe_cell = np.bincount(cell, weights=epe[sel], minlength=size)
+    speed_cell = np.bincount(cell, weights=speed[sel], minlength=size)
     sums, counts = {}, {}
-    for index, meta in _META_OF_INDEX.items():
-        sel = mask & (classes == index)
-        if not sel.any():
-            continue
-        for b in np.unique(bucket[sel]):
-            m = sel & (bucket == b)
-            key = f"bkt:{meta}:{int(b)}"
-            sums[f"{key}:epe"] = sums.get(f"{key}:epe", 0.0) + float(np.sum(epe[m]))
-            sums[f"{key}:speed"] = sums.get(f"{key}:speed", 0.0) + float(np.sum(speed[m]))
-            counts[f"{key}:n"] = counts.get(f"{key}:n", 0) + int(m.sum())
+    for c in np.flatnonzero(n_cell):
+        key = f"bkt:{_META_NAMES[c // nb]}:{c % nb}"
+        sums[f"{key}:epe"] = float(epe_cell[c])
+        sums[f"{key}:speed"] = float(speed_cell[c])
+        counts[f"{key}:n"] = int(n_cell[c])
     return {"sums": sums, "counts": counts}
 
 
