@@ -119,8 +119,13 @@ class RAFT(nn.Module):
         image2 = (2 * (image2 / 255.0) - 1.0).contiguous()
 
         fmap1, fmap2 = self.fnet([image1, image2])
+        # as the official code, the correlation is built and read in float32 even under autocast
+        # (fp16 dot products of 256-d features lose precision; the official autocast covers only the
+        # encoders and the update block)
+        float32 = torch.autocast(image1.device.type, enabled=False)
         pyramid_cls = OnDemandCorrPyramid if self.corr_on_demand else CorrPyramid
-        corr_fn = pyramid_cls(fmap1.float(), fmap2.float(), num_levels=self.corr_levels, radius=self.corr_radius)
+        with float32:
+            corr_fn = pyramid_cls(fmap1.float(), fmap2.float(), num_levels=self.corr_levels, radius=self.corr_radius)
 
         cnet = self.cnet(image1)
         net, inp = torch.split(cnet, [self.hidden_dim, self.context_dim], dim=1)
@@ -137,11 +142,13 @@ class RAFT(nn.Module):
         flow_up = None
         for _ in range(iters):
             coords1 = coords1.detach()
-            corr = corr_fn(coords1)
+            with float32:
+                corr = corr_fn(coords1)
             flow = coords1 - coords0
             net, up_mask, delta_flow = self.update_block(net, inp, corr, flow)
-            coords1 = coords1 + delta_flow
-            flow_up = convex_upsample(coords1 - coords0, up_mask.float(), factor=8)
+            coords1 = coords1 + delta_flow.float()
+            with float32:
+                flow_up = convex_upsample(coords1 - coords0, up_mask.float(), factor=8)
             flow_predictions.append(flow_up)
 
         if test_mode:
