@@ -82,7 +82,9 @@ def endpoint_error(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     gt = np.asarray(gt, dtype=np.float64)
     if pred.shape != gt.shape or pred.ndim < 3 or pred.shape[-3] != 2:
         raise ShapeError(f"endpoint_error: expected pred and gt of the same shape (..., 2, H, W), found {pred.shape} and {gt.shape}")
-    return np.sqrt(np.sum((pred - gt) ** 2, axis=-3))
+    du = pred[..., 0, :, :] - gt[..., 0, :, :]
+    dv = pred[..., 1, :, :] - gt[..., 1, :, :]
+    return np.sqrt(du * du + dv * dv)
 
 
 def flow_outliers(epe: np.ndarray, gt_magnitude: np.ndarray) -> np.ndarray:
@@ -138,16 +140,16 @@ def optical_flow_partial(pred, gt, valid, occluded=None) -> dict:
     for p in range(gt.shape[0]):
         epe = endpoint_error(pred[p], gt[p])
         mag = np.sqrt(np.sum(np.asarray(gt[p], dtype=np.float64) ** 2, axis=0))
+        flags = {name: epe < thr for name, thr in PX_THRESHOLDS.items()}
+        flags["fl"] = flow_outliers(epe, mag)
         masks = _split_masks(valid[p], None if occluded is None else occluded[p], mag)
         for split, mask in masks.items():
-            n = int(mask.sum())
+            n = int(np.count_nonzero(mask))
             counts[f"{split}:n"] = counts.get(f"{split}:n", 0) + n
-            e = epe[mask]
-            stats = {"epe": float(e.sum())}
-            if not split.startswith("s"):
-                for name, thr in PX_THRESHOLDS.items():
-                    stats[name] = float(np.count_nonzero(e < thr))
-                stats["fl"] = float(np.count_nonzero(flow_outliers(e, mag[mask])))
+            stats = {"epe": float(np.sum(np.where(mask, epe, 0.0)))}  # NaN/inf outside the split never leak in
+            if not split.startswith("s"):  # speed bins carry EPE only
+                for name, flag in flags.items():
+                    stats[name] = float(np.count_nonzero(flag & mask))
             for name, value in stats.items():
                 add(f"{split}:{name}", value)
             if n > 0:

@@ -70,7 +70,9 @@ def _optical_case():
     pred[1, :, 0, 0] = [9, 12]
     gt[1, :, 0, 1] = [30, 40]
     pred[1, :, 0, 1] = [30, 42]
-    pred[1, :, 0, 2:] = 1e6
+    pred[1, :, 0, 2] = np.inf  # garbage where there is no ground truth must not matter
+    pred[1, :, 0, 3] = np.nan
+    gt[1, :, 0, 3] = np.nan
     valid = np.array([[[True] * 4], [[True, True, False, False]]])
     occluded = np.array([[[False, False, True, False]], [[True, False, False, False]]])
     return pred, gt, valid, occluded
