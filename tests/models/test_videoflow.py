@@ -204,3 +204,18 @@ def test_mof_method_windows_keep_inner_flows():
         torch.testing.assert_close(pred.flow[:, pair], first[:, pair], rtol=0, atol=1e-5)
     torch.testing.assert_close(pred.backward[:, 0], first[:, 3 + 1], rtol=0, atol=1e-5)  # frame 1 -> 0
     torch.testing.assert_close(pred.backward[:, 2], last[:, 3 + 2], rtol=0, atol=1e-5)  # frame 3 -> 2
+
+
+@torch.no_grad()
+def test_on_demand_correlation_switch_gives_the_same_lookup():
+    from motionflow.ops.correlation import CorrPyramid, OnDemandCorrPyramid
+
+    torch.manual_seed(9)
+    f1, f2 = torch.randn(2, 1, 16, 16, 17).unbind(0)
+    coords = torch.rand(1, 2, 16, 17) * 16
+    model = BOFNet(iters=1)
+    assert isinstance(model.correlation(f1, f2), CorrPyramid)
+    model.corr_on_demand = True  # what the method adapter sets above ~1 MP
+    pyr = model.correlation(f1, f2)
+    assert isinstance(pyr, OnDemandCorrPyramid)
+    torch.testing.assert_close(pyr(coords), CorrPyramid(f1, f2)(coords), rtol=0, atol=1e-5)
