@@ -73,18 +73,20 @@ def test_predictions_on_generated_synthetic_flow(tmp_path, capsys):
 def test_scene_method_write_predictions_then_score_them(tmp_path):
     base = ["eval", "--dataset", "synthetic-lidar", "--option", "num_samples=2", "--option", "beams=8",
             "--option", "azimuths=64", "--no-progress"]
-    assert main(base + ["--method", "zero", "--out", str(tmp_path / "a.json"), "--write-predictions", str(tmp_path / "p")]) == 0
+    # the registered method is built by each of the 2 spawned workers
+    assert main(base + ["--method", "zero", "--workers", "2", "--out", str(tmp_path / "a.json"),
+                        "--write-predictions", str(tmp_path / "p")]) == 0
     ds = get_dataset("synthetic-lidar", None, num_samples=2, beams=8, azimuths=64)
     files = sorted(p.name for p in (tmp_path / "p").iterdir())
     assert files == [f"{i}.npz" for i in ds.ids]
     with np.load(tmp_path / "p" / files[0]) as data:
         assert data["flow"].shape == (len(ds[0].pc1), 3) and not data["flow"].any()
-    assert main(base + ["--predictions", str(tmp_path / "p"), "--out", str(tmp_path / "b.json"), "--workers", "2"]) == 0
+    assert main(base + ["--predictions", str(tmp_path / "p"), "--out", str(tmp_path / "b.json")]) == 0
     a, b = _report(tmp_path / "a.json"), _report(tmp_path / "b.json")
     assert a["metrics"] == b["metrics"]
     expected = np.mean([np.linalg.norm(ds[i].flow.astype(np.float64), axis=1).mean() for i in range(2)])
     assert a["metrics"]["epe3d"]["value"] == pytest.approx(expected, rel=1e-12)
-    assert a["method"] == "zero" and b["runtime"]["workers"] == 2
+    assert a["method"] == "zero" and a["runtime"]["workers"] == 2 and b["runtime"]["workers"] == 1
 
 
 # -- the shared real samples -----------------------------------------------------------------------
@@ -218,3 +220,4 @@ def test_av2_ego_motion_only_prediction_on_the_shared_log(sample_data):
     # static background follows the ego motion: tiny error (labels are float32, compared after float16 rounding)
     assert m["epe_bg_static"]["value"] < 0.01
     assert m["epe_fg_dynamic"]["value"] > 0.3  # moving objects are missed entirely
+
