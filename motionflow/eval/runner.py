@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import FormatError, MotionflowError, ShapeError, UnknownNameError
 from .accumulator import Accumulator
-from .report import Report, json_safe, environment, peak_rss_mb
+from .report import Report, environment, json_safe, peak_rss_mb
 
 RECORDS_VERSION = 1
 
