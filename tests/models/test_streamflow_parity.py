@@ -147,3 +147,17 @@ def test_streamflow_parity_intermediates(streamflow_case):
     _check(fx, "inter_net_iter1", net1)
     _check(fx, "inter_delta_flow_iter1", delta1)
     _check(fx, "inter_up_mask_iter1", mask1[:, :, ::64])
+
+
+def test_streamflow_parity_on_demand_correlation(streamflow_case):
+    """The memory-bounded correlation the method switches on above ~1 MP gives the same flows."""
+    fx, model, _, _, _ = streamflow_case
+    iters = fx["expected_flow_predictions"].shape[0]
+    model.corr_on_demand = True
+    try:
+        with torch.no_grad():
+            out = model(_frames(fx), iters=iters)
+    finally:
+        model.corr_on_demand = False
+    assert out.predictions == []
+    fx.assert_close("expected_flow_final", _per_pair_first(out.flow), atol=ATOL)
