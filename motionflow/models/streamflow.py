@@ -20,11 +20,16 @@ Module names and the state-dict layout are the official ones (``fnet``, ``cnet``
 :func:`motionflow.models.load_official_checkpoint`; the four ``{f,c}net.svt.norm.*`` entries they
 carry are never used and are accepted by name.
 
-Deviations from the official forward: pure float32 (the official evaluation enables CUDA autocast;
-pass ``autocast=True`` to :func:`create_streamflow_method` for that), explicit-softmax attention in
-the Twins blocks instead of timm 0.9.16's fused kernel (max 2.3e-5 px difference, SPEC section 3), and
-inputs smaller than 128 px per side are rejected (the official network returns NaN there; the method
-pads them).
+Precision: the network follows the caller's autocast context (the official forward autocasts the
+encoders and the update block and keeps the correlation and the upsampling in float32; so does this
+one). The registered method autocasts to fp16 on CUDA like the official ``evaluate_mf.py`` default;
+on CPU everything is float32, which is what the parity fixtures pin down.
+
+Deviations from the official forward: explicit-softmax attention in the Twins blocks instead of timm
+0.9.16's fused kernel (the SPEC measures 2.3e-5 px between the two), a single ``(B*(T-1))``-batched
+correlation pyramid instead of one per pair (same values), the input is one ``(B, T, 3, H, W)`` tensor
+instead of a list of T frames, and inputs smaller than 128 px per side or not a multiple of 8 are
+rejected with a ShapeError (the official network returns NaN below 128 px; the method pads them).
 """
 
 from __future__ import annotations
