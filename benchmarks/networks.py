@@ -2,6 +2,7 @@
 
     python benchmarks/networks.py                       # both parts, the sizes of the issue
     python benchmarks/networks.py --only speed --size 216x512 --iters 2   # smaller / quicker
+    python benchmarks/networks.py --one-window          # time one pass per method x passes of its plan
 
 (a) **Throughput** on one 8-frame clip (432x1024 by default, a smooth random texture under a
     translation): flows per second (7 forward flows / seconds) of
@@ -52,11 +53,25 @@ def _method(name: str, iters: int, **kw):
     return get_optical_flow_method(name, weights="random", iters=iters, device="cpu", **kw)
 
 
-def bench_speed(h: int, w: int, frames: int, iters: int, names) -> None:
+def _one_window_seconds(method, clip: torch.Tensor) -> tuple:
+    """Wall and CPU seconds of one forward pass (the first window of the method's plan)."""
+    from motionflow.models.method import pad_frames, padding_for, window_indices
+
+    t = clip.shape[1]
+    start, length = method.spec.windows(t)[0]
+    x = pad_frames(clip, padding_for(*clip.shape[-2:]))[:, window_indices(start, length, t)]
+    t0, c0 = time.perf_counter(), time.process_time()
+    with torch.no_grad():
+        method.spec.run_window(method.model, x, method.iters, False)
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
+def bench_speed(h: int, w: int, frames: int, iters: int, names, one_window: bool = False) -> None:
     clip = _clip(frames, h, w)
     pairs = frames - 1
+    how = "one forward pass each, times the passes of the plan" if one_window else "one run of the clip each"
     print(f"\n(a) throughput: {frames}-frame clip {h}x{w}, random weights, {iters} iterations, "
-          f"{torch.get_num_threads()} threads, one run each")
+          f"{torch.get_num_threads()} threads, {how}")
     print("flows/s and ratios use process CPU seconds (the machine is shared; wall seconds are shown too)")
     print(f"{'method':>15} {'forward passes':>15} {'wall s':>8} {'CPU s':>8} {'flows/CPU-s':>12} {'vs videoflow-bof':>17}")
     rows = {}
@@ -64,13 +79,17 @@ def bench_speed(h: int, w: int, frames: int, iters: int, names) -> None:
         torch.manual_seed(0)
         method = _method(name, iters)
         passes = len(method.spec.windows(frames))
-        t0, c0 = time.perf_counter(), time.process_time()
-        pred = method(clip)
-        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-        assert pred.flow.shape == (1, pairs, 2, h, w) and torch.isfinite(pred.flow).all()
+        if one_window:
+            wall, cpu = (passes * v for v in _one_window_seconds(method, clip))
+        else:
+            t0, c0 = time.perf_counter(), time.process_time()
+            pred = method(clip)
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            assert pred.flow.shape == (1, pairs, 2, h, w) and torch.isfinite(pred.flow).all()
+            del pred
         rows[name] = (passes, wall, cpu, pairs / cpu)
         print(f"  {name}: done ({wall:.1f} s wall)", flush=True)
-        del method, pred
+        del method
     ref = rows.get("videoflow-bof", (None,) * 4)[3]
     for name, (passes, wall, cpu, fps) in rows.items():
         ratio = f"{fps / ref:.2f}x" if ref else "-"
@@ -136,10 +155,13 @@ def main(argv=None) -> int:
     p.add_argument("--iters", type=int, default=4)
     p.add_argument("--methods", default="streamflow,videoflow-bof,raft")
     p.add_argument("--memory-size", default="1080x1920")
+    p.add_argument("--one-window", action="store_true",
+                   help="time one forward pass per method and multiply by the passes of its window plan "
+                        "(every pass of a plan costs the same; for a busy machine)")
     args = p.parse_args(argv)
     if args.only in (None, "speed"):
         h, w = (int(v) for v in args.size.split("x"))
-        bench_speed(h, w, args.frames, args.iters, args.methods.split(","))
+        bench_speed(h, w, args.frames, args.iters, args.methods.split(","), args.one_window)
     if args.only in (None, "memory"):
         h, w = (int(v) for v in args.memory_size.split("x"))
         bench_memory(h, w)
