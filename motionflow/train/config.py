@@ -229,6 +229,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     need(cfg.val_every == 0 or cfg.val_dataset is not None, "val_dataset", "a dataset name when val_every > 0")
     need(cfg.schedule is None or cfg.schedule in SCHEDULES, "schedule", f"one of {', '.join(sorted(SCHEDULES))}")
     need(cfg.device is None or cfg.device.split(":")[0] in ("cpu", "cuda"), "device", "cpu, cuda or cuda:N")
+    from .data import expand_terms
+
+    expand_terms(cfg.dataset)  # unknown names / bad weights: UnknownNameError naming the term
     return cfg
 
 

@@ -1,0 +1,103 @@
+"""Dataset terms, published stages, the weighted mixture and the deterministic sharded sampler."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from motionflow.errors import ShapeError, UnknownNameError
+from motionflow.train.data import ClipSampler, build_mixture, expand_terms, parse_dataset_spec
+
+
+def test_parse_weights():
+    assert parse_dataset_spec("sintel-clean:100, sintel-final:100,kitti2015:200,synthetic") == [
+        ("sintel-clean", 100), ("sintel-final", 100), ("kitti2015", 200), ("synthetic", 1)]
+    for bad in ("sintel:0", "sintel:0.5", "sintel:x", "sintel:-2"):
+        with pytest.raises(UnknownNameError, match="must be a positive integer repetition factor"):
+            parse_dataset_spec(bad)
+    with pytest.raises(UnknownNameError, match="at least one"):
+        parse_dataset_spec(" , ")
+
+
+def test_sintel_stage_is_raft_mix_without_the_missing_loaders():
+    terms, skipped = expand_terms("stage-sintel")
+    assert [(t.label, t.weight, t.augment, dict(t.options)) for t in terms] == [
+        ("sintel-clean", 100, "sintel", {"pass_name": "clean"}),
+        ("sintel-final", 100, "sintel", {"pass_name": "final"}),
+        ("kitti2015", 200, "kitti-mix", {}),
+    ]
+    assert len(skipped) == 2 and "5*hd1k" in skipped[0] and "things-clean" in skipped[1]
+    terms, _ = expand_terms("stage-sintel:2")
+    assert [t.weight for t in terms] == [200, 200, 400]
+    assert [t.augment for t in expand_terms("stage-kitti")[0]] == ["kitti"]
+
+
+def test_unknown_and_loaderless_names():
+    with pytest.raises(UnknownNameError, match=r"'things' \(FlyingThings3D.*no loader in motionflow; valid choices: chairs"):
+        expand_terms("things")
+    with pytest.raises(UnknownNameError, match="nothing left to train on"):
+        expand_terms("stage-things")
+    with pytest.raises(UnknownNameError, match="unknown training dataset 'av2'"):
+        expand_terms("av2")
+
+
+def test_mixture_repeats_terms_by_weight():
+    mix = build_mixture("synthetic:3", frames=3, crop_size=(64, 64), augment=False,
+                        synthetic={"num_samples": 2, "size": (64, 64)})
+    assert len(mix) == 6
+    assert [mix.locate(i) for i in range(6)] == [(0, 0), (0, 1), (0, 0), (0, 1), (0, 0), (0, 1)]
+    item = mix[(3, 0)]
+    assert item["frames"].shape == (3, 3, 64, 64) and item["flow"].shape == (2, 2, 64, 64)
+    assert item["valid"].dtype == torch.bool and item["valid"].all()
+    from motionflow.datasets.synthetic import synthetic_clip
+
+    ref = synthetic_clip(num_frames=3, size=(64, 64), seed=1)  # sample 1 of the synthetic set
+    assert np.array_equal(item["frames"].numpy(), ref.frames.astype(np.float32))
+    assert np.allclose(item["flow"].numpy(), ref.flow)
+
+
+def test_mixture_needs_t_frame_pairs_loader():
+    with pytest.raises(ShapeError, match="too short|smaller than the crop"):
+        build_mixture("synthetic", frames=2, crop_size=(128, 128), augment=False, synthetic={"num_samples": 1, "size": (64, 64)})[0]
+
+
+def test_sampler_shards_equal_the_single_process_batch_and_resume_is_the_same_stream():
+    single = ClipSampler(length=10, global_batch=4, seed=3, max_steps=6)
+    ranks = [ClipSampler(length=10, global_batch=4, seed=3, rank=r, world_size=2, max_steps=6) for r in range(2)]
+    for step, keys in enumerate(single):
+        assert ranks[0].keys(step) + ranks[1].keys(step) == keys
+    # positions: each epoch is a permutation of the mixture
+    stream = [k[0] for keys in ClipSampler(10, 5, seed=3, max_steps=4) for k in keys]
+    assert sorted(stream[:10]) == list(range(10)) and sorted(stream[10:20]) == list(range(10))
+    assert stream[:10] != stream[10:20]
+    resumed = ClipSampler(length=10, global_batch=4, seed=3, start_step=4, max_steps=6)
+    assert list(resumed) == list(single)[4:]
+    assert len(resumed) == 2
+    # augmentation seeds differ between samples and between run seeds
+    seeds = [k[1] for keys in single for k in keys]
+    assert len(set(seeds)) == len(seeds)
+    assert ClipSampler(10, 4, seed=4).keys(0) != single.keys(0)
+    with pytest.raises(ShapeError, match="global batch 3 must be divisible by the number of processes 2"):
+        ClipSampler(10, 3, world_size=2)
+
+
+def test_kitti_sparse_ground_truth_through_the_mixture(sample_data, tmp_path):
+    """The real KITTI sample in the loader's tree: one annotated pair, sparse-resized under augmentation."""
+    src = sample_data / "kitti2015_flow_000000"
+    train = tmp_path / "KITTI" / "training"
+    (train / "image_2").mkdir(parents=True)
+    (train / "flow_occ").mkdir()
+    for name in ("000000_10.png", "000000_11.png"):
+        (train / "image_2" / name).symlink_to(src / name)
+    (train / "flow_occ" / "000000_10.png").symlink_to(src / "flow_gt.png")
+    mix = build_mixture("stage-kitti", root=tmp_path, frames=2, crop_size=(288, 960))  # RAFT kitti crop
+    raw = mix.loaders[0][0]
+    frac = float(raw.valid.mean())
+    for seed in range(3):
+        item = mix[(0, seed)]
+        assert item["frames"].shape == (2, 3, 288, 960)
+        v = item["valid"][0]
+        # sparse: vectors only at valid pixels, never interpolated between them
+        assert torch.all(item["flow"][0][:, ~v] == 0)
+        assert 0 < float(v.float().mean()) < 2 * frac + 0.05
