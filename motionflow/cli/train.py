@@ -82,7 +82,7 @@ def run(args) -> int:
     }
     try:
         if args.resume and args.config is None:
-            cfg = resume_config(args.out, **overrides)
+            cfg = resume_config(args.out, **{k: v for k, v in overrides.items() if k != "out"})
         else:
             cfg = load_config(args.config, **overrides)
     except ConfigError as exc:
