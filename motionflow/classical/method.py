@@ -1,0 +1,186 @@
+"""``classical``: training-free multi-frame optical flow, the embedded default method.
+
+Per consecutive pair (t, t+1), in order:
+
+1. **Large displacements.** DIS patch matches (:mod:`.matching`) from one or more patch
+   configurations, plus, from the second pair on, the *temporal prediction* (the previous pair's flow
+   carried along itself, constant-velocity assumption: ``w_t(x) ~ w_{t-1}(x - w_{t-1}(x))``). The
+   candidates are fused per pixel by local matching cost.
+2. **Occlusions.** Forward-backward consistency (Sundaram et al. 2010, :func:`motionflow.ops.occlusion_mask`)
+   of the fused flow against a backward DIS flow marks unreliable pixels. They are filled from the
+   temporal prediction when there is one (the previous frame saw them), else by edge-aware
+   interpolation of the reliable matches (:mod:`.interpolation`, EpicFlow-style).
+3. **Refinement.** Coarse-to-fine robust variational energy (brightness + gradient constancy,
+   Charbonnier, median filtering between warps; :mod:`.variational`).
+
+More frames therefore help where a single pair is ambiguous: occluded or textureless pixels inherit
+the motion seen in the previous pair. All steps but the DIS patch search (OpenCV, CPU) are torch and
+run on the device of the input.
+
+Presets (``preset=``): ``fast``, ``default``, ``accurate`` (see :data:`PRESETS`); any field can be
+overridden by keyword (``ClassicalFlow(preset="default", warps=3)``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, fields, replace
+from typing import Optional
+
+import torch
+
+from motionflow.errors import ShapeError, UnknownNameError
+from motionflow.ops.occlusion import occlusion_mask
+from motionflow.ops.warp import backward_warp
+from motionflow.types import FlowPrediction
+
+from .interpolation import edge_aware_fill
+from .matching import PatchConfig, dis_patch_flow, fuse_candidates, to_grey
+from .variational import VariationalParams, refine_flow
+
+__all__ = ["ClassicalConfig", "PRESETS", "ClassicalFlow", "classical_flow", "temporal_prediction"]
+
+
+@dataclass(frozen=True)
+class ClassicalConfig:
+    """Everything that defines a ``classical`` run (a preset is one of these).
+
+    Attributes:
+        patches: DIS patch configurations whose flows are fused (first one also gives the backward
+            flow for the consistency check).
+        variational: refinement parameters.
+        temporal: use the previous pair's flow (warm start candidate + occlusion fill).
+        occlusion_fill: detect unreliable pixels by forward-backward consistency and fill them.
+        fill_iterations, fill_sigma: edge-aware interpolation reach (coarse steps of 4 px) and colour scale.
+        cost_window: box size of the fusion matching cost.
+    """
+
+    patches: tuple = (PatchConfig(),)
+    variational: VariationalParams = field(default_factory=VariationalParams)
+    temporal: bool = True
+    occlusion_fill: bool = True
+    fill_iterations: int = 40
+    fill_sigma: float = 8.0
+    cost_window: int = 7
+
+
+PRESETS: dict[str, ClassicalConfig] = {
+    "fast": ClassicalConfig(
+        patches=(PatchConfig(8, 4, 2, 16),),
+        variational=VariationalParams(start_level=2, end_level=1, warps=2, outer=2, inner=5),
+        occlusion_fill=False,
+    ),
+    "default": ClassicalConfig(
+        patches=(PatchConfig(8, 3, 1, 25), PatchConfig(12, 4, 2, 25)),
+        variational=VariationalParams(start_level=2, end_level=0, warps=2, outer=3, inner=6),
+    ),
+    "accurate": ClassicalConfig(
+        patches=(PatchConfig(8, 2, 1, 25), PatchConfig(12, 4, 2, 25), PatchConfig(16, 4, 2, 25)),
+        variational=VariationalParams(start_level=3, end_level=0, warps=3, outer=3, inner=8),
+    ),
+}
+
+
+def temporal_prediction(prev_flow: torch.Tensor) -> torch.Tensor:
+    """Constant-velocity prediction of flow t -> t+1 from flow t-1 -> t, both ``(B, 2, H, W)``.
+
+    The point at ``x`` in frame t came from about ``x - w(x)``, where it moved by ``w``; so
+    ``w_t(x) = w_{t-1}(x - w_{t-1}(x))`` (one fixed-point step of the backward lookup).
+    """
+    pred, _ = backward_warp(prev_flow, -prev_flow, padding="border")
+    return pred
+
+
+def classical_flow(
+    frames: torch.Tensor, config: ClassicalConfig, prev_flow: Optional[torch.Tensor] = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run ``classical`` on a clip.
+
+    Args:
+        frames: ``(B, T, 3, H, W)`` float RGB in [0, 255], ``T >= 2``.
+        config: a :class:`ClassicalConfig`.
+        prev_flow: optional ``(B, 2, H, W)`` flow of the pair before the clip (warm start).
+
+    Returns:
+        ``(flow (B, T-1, 2, H, W), occluded (B, T-1, H, W) bool)``: forward flows and the pixels
+        found unreliable by the forward-backward check (all False when it is disabled).
+    """
+    b, t, _, h, w = frames.shape
+    grey = to_grey(frames)
+    flows, occs = [], []
+    for i in range(t - 1):
+        g1, g2, rgb1 = grey[:, i], grey[:, i + 1], frames[:, i]
+        candidates = [dis_patch_flow(g1, g2, cfg) for cfg in config.patches]
+        predicted = temporal_prediction(prev_flow) if (config.temporal and prev_flow is not None) else None
+        if predicted is not None:
+            candidates.append(predicted)
+        init, _ = fuse_candidates(g1, g2, candidates, config.cost_window)
+        occ = torch.zeros(b, h, w, dtype=torch.bool, device=frames.device)
+        if config.occlusion_fill:
+            backward = dis_patch_flow(g2, g1, config.patches[0])
+            occ = occlusion_mask(init, backward)
+            if predicted is not None:
+                init = torch.where(occ[:, None], predicted, init)
+            else:
+                init = edge_aware_fill(init, ~occ, rgb1, iterations=config.fill_iterations, sigma=config.fill_sigma)
+        flow = refine_flow(g1, g2, init, config.variational)
+        flows.append(flow)
+        occs.append(occ)
+        prev_flow = flow
+    return torch.stack(flows, 1), torch.stack(occs, 1)
+
+
+class ClassicalFlow:
+    """Method object of ``classical`` (registry protocol: ``method(frames) -> FlowPrediction``).
+
+    Args:
+        preset: ``"fast"``, ``"default"`` or ``"accurate"``.
+        device: torch device to compute on (default: the input's).
+        **overrides: fields of :class:`ClassicalConfig` (``temporal=False``...) or of
+            :class:`~motionflow.classical.variational.VariationalParams` (``alpha=10``, ``warps=3``...).
+
+    ``clip_length`` is 8: the engine feeds 8-frame clips overlapping by one frame; inside a clip each
+    pair is warm-started from the previous one, and :meth:`__call__` also accepts ``prev_flow``.
+    """
+
+    name = "classical"
+    clip_length = 8
+
+    def __init__(self, preset: str = "default", device=None, **overrides):
+        if preset not in PRESETS:
+            raise UnknownNameError(f"classical preset {preset!r} is unknown; valid choices: {', '.join(PRESETS)}")
+        config = PRESETS[preset]
+        top = {f.name for f in fields(ClassicalConfig)}
+        var = {f.name for f in fields(VariationalParams)}
+        vkw = {k: v for k, v in overrides.items() if k in var}
+        ckw = {k: v for k, v in overrides.items() if k in top}
+        unknown = set(overrides) - top - var
+        if unknown:
+            raise UnknownNameError(
+                f"classical: unknown option(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(top | var))}"
+            )
+        if vkw:
+            ckw["variational"] = replace(ckw.get("variational", config.variational), **vkw)
+        if "patches" in ckw:
+            ckw["patches"] = tuple(p if isinstance(p, PatchConfig) else PatchConfig(*p) for p in ckw["patches"])
+        self.preset = preset
+        self.config = replace(config, **ckw)
+        self.device = torch.device(device) if device is not None else None
+
+    @torch.no_grad()
+    def __call__(self, frames, prev_flow=None) -> FlowPrediction:
+        if not isinstance(frames, torch.Tensor) or frames.ndim != 5 or frames.shape[2] != 3:
+            raise ShapeError(
+                f"frames: expected a float tensor (B, T, 3, H, W), found "
+                f"{tuple(frames.shape) if isinstance(frames, torch.Tensor) else type(frames).__name__}"
+            )
+        if frames.shape[1] < 2:
+            raise ShapeError(f"frames: expected at least 2 frames (T >= 2), found T={frames.shape[1]}")
+        device = self.device or frames.device
+        x = frames.to(device=device, dtype=torch.float32)
+        start = time.perf_counter()
+        flow, occ = classical_flow(x, self.config, None if prev_flow is None else prev_flow.to(device))
+        return FlowPrediction(
+            flow=flow,
+            meta={"method": self.name, "preset": self.preset, "occluded": occ, "seconds": time.perf_counter() - start},
+        )

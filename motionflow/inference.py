@@ -1,0 +1,427 @@
+"""Optical flow for clips and videos with any registered method.
+
+Two entry points:
+
+* :func:`estimate_flow` -- in-memory frames (numpy / torch / list of images) -> :class:`FlowPrediction`;
+* :func:`process_video` -- a video file, a folder of frames or image files -> one flow file per
+  consecutive pair, streamed (never more than one clip of frames in memory), resumable, with optional
+  colour PNGs and an mp4 preview. ``motionflow estimate`` is a thin wrapper around it.
+
+Both run a method object (``motionflow.registry``) clip by clip: clips of ``method.clip_length``
+frames overlapping by one frame, so every consecutive pair is estimated exactly once, and the flows
+are stitched into one per pair (:func:`iter_clips`). Methods do their model-specific windowing
+(and padding to their stride) inside a clip.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Optional, Sequence
+
+import numpy as np
+import torch
+
+from .errors import FormatError, ShapeError
+from .types import FlowPrediction
+
+__all__ = [
+    "build_method",
+    "as_frames",
+    "iter_clips",
+    "run_method",
+    "estimate_flow",
+    "stream_flow",
+    "resize_frame",
+    "VideoReport",
+    "process_video",
+    "FLOW_FORMATS",
+]
+
+#: ``--format`` name -> file suffix
+FLOW_FORMATS = {"flo": ".flo", "png": ".png", "npz": ".npz"}
+
+
+# ----------------------------------------------------------------------------------------- methods
+def build_method(method: Any = "classical", checkpoint=None, iters=None, device=None, **options):
+    """A method object: ``method`` itself if it is callable, else the registered name built with
+    ``checkpoint``, ``iters``, ``device`` (only those given) and ``options``."""
+    if callable(method) and not isinstance(method, str):
+        return method
+    if not isinstance(method, str):
+        raise ShapeError(f"method: expected a registered name or a method object, found {type(method).__name__}")
+    from .registry import get_optical_flow_method
+
+    kwargs = dict(options)
+    for key, value in (("checkpoint", checkpoint), ("iters", iters), ("device", device)):
+        if value is not None:
+            kwargs[key] = value
+    return get_optical_flow_method(method, **kwargs)
+
+
+def as_frames(frames) -> tuple[torch.Tensor, bool]:
+    """Normalise user frames to a float32 tensor ``(B, T, 3, H, W)`` in [0, 255].
+
+    Accepts ``(T, 3, H, W)`` or ``(B, T, 3, H, W)`` numpy arrays or torch tensors (uint8 or float in
+    [0, 255]), or a list of ``(H, W, 3)`` RGB arrays. Returns ``(frames, batched)`` where ``batched``
+    says whether the input had a batch axis.
+    """
+    if isinstance(frames, (list, tuple)):
+        if not frames:
+            raise ShapeError("frames: expected at least 2 frames, found an empty list")
+        arrs = [np.asarray(f) for f in frames]
+        for i, a in enumerate(arrs):
+            if a.ndim != 3 or a.shape[2] != 3:
+                raise ShapeError(f"frames[{i}]: expected an (H, W, 3) RGB image, found shape {a.shape}")
+            if a.shape != arrs[0].shape:
+                raise ShapeError(f"frames[{i}]: expected the size of frames[0] {arrs[0].shape}, found {a.shape}")
+        x = torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2)
+    elif isinstance(frames, np.ndarray):
+        x = torch.from_numpy(np.ascontiguousarray(frames))
+    elif isinstance(frames, torch.Tensor):
+        x = frames
+    else:
+        raise ShapeError(
+            f"frames: expected a numpy array, a torch tensor or a list of images, found {type(frames).__name__}"
+        )
+    batched = x.ndim == 5
+    if x.ndim == 4:
+        x = x[None]
+    if x.ndim != 5 or x.shape[2] != 3:
+        raise ShapeError(f"frames: expected (T, 3, H, W) or (B, T, 3, H, W), found shape {tuple(x.shape)}")
+    if x.shape[1] < 2:
+        raise ShapeError(f"frames: expected at least 2 frames (T >= 2), found T={x.shape[1]}")
+    if x.dtype == torch.bool or x.dtype.is_complex:
+        raise ShapeError(f"frames: expected uint8 or float pixels, found {x.dtype}")
+    return x.to(torch.float32), batched
+
+
+def iter_clips(num_frames: int, clip_length: int) -> list[tuple[int, int]]:
+    """Clips ``(start, stop)`` (frame slices) of ``clip_length`` frames overlapping by one frame.
+
+    Clip k covers frames ``[start, stop)`` and yields flows for pairs ``start .. stop-2``; together
+    the clips cover every pair ``0 .. T-2`` exactly once. The last clip is shorter when the frames run
+    out (it is never padded with repeated frames).
+    """
+    if clip_length < 2:
+        raise ShapeError(f"clip_length: expected >= 2, found {clip_length}")
+    clips, start = [], 0
+    while start < num_frames - 1:
+        stop = min(start + clip_length, num_frames)
+        clips.append((start, stop))
+        start = stop - 1
+    return clips
+
+
+def _call(method, clip: torch.Tensor) -> FlowPrediction:
+    pred = method(clip)
+    if not isinstance(pred, FlowPrediction):
+        raise ShapeError(f"method {getattr(method, 'name', method)!r}: expected a FlowPrediction, found {type(pred).__name__}")
+    b, t, _, h, w = clip.shape
+    if tuple(pred.flow.shape) != (b, t - 1, 2, h, w):
+        raise ShapeError(
+            f"method {getattr(method, 'name', method)!r}: expected flow of shape {(b, t - 1, 2, h, w)}, "
+            f"found {tuple(pred.flow.shape)}"
+        )
+    return pred
+
+
+def run_method(method, frames: torch.Tensor, progress: bool = False) -> FlowPrediction:
+    """Run ``method`` over ``frames`` ``(B, T, 3, H, W)`` clip by clip and stitch the flows."""
+    clip_length = int(getattr(method, "clip_length", 2) or 2)
+    clips = iter_clips(frames.shape[1], clip_length)
+    flows, backs = [], []
+    has_back = True
+    bar = _progress(len(clips), "clips", progress)
+    for start, stop in clips:
+        pred = _call(method, frames[:, start:stop])
+        flows.append(torch.as_tensor(pred.flow).float())
+        if pred.backward is None:
+            has_back = False
+        else:
+            backs.append(torch.as_tensor(pred.backward).float())
+        bar.update(1)
+    bar.close()
+    return FlowPrediction(
+        flow=torch.cat(flows, 1),
+        backward=torch.cat(backs, 1) if has_back and backs else None,
+        meta={"method": getattr(method, "name", type(method).__name__), "clips": clips},
+    )
+
+
+def estimate_flow(frames, method: Any = "classical", checkpoint=None, iters=None, device=None, **options) -> FlowPrediction:
+    """Optical flow between every pair of consecutive frames.
+
+    Args:
+        frames: ``(T, 3, H, W)`` or ``(B, T, 3, H, W)`` numpy array / torch tensor (uint8 or float in
+            [0, 255]), or a list of ``(H, W, 3)`` RGB arrays.
+        method: a registered name (``"classical"``, ``"raft"``, ``"videoflow-mof"``...) or a method object.
+        checkpoint, iters, device: passed to the method factory when given.
+        **options: further factory options (e.g. ``preset="accurate"`` for ``classical``).
+
+    Returns:
+        :class:`FlowPrediction` with ``flow`` ``(T-1, 2, H, W)`` (or ``(B, T-1, 2, H, W)`` for batched
+        input), float32 on the CPU, and ``backward`` likewise where the method has it.
+    """
+    x, batched = as_frames(frames)
+    m = build_method(method, checkpoint=checkpoint, iters=iters, device=device, **options)
+    start = time.perf_counter()
+    pred = run_method(m, x)
+    pred.flow = pred.flow.detach().cpu()
+    if pred.backward is not None:
+        pred.backward = pred.backward.detach().cpu()
+    if not batched:
+        pred.flow = pred.flow[0]
+        pred.backward = None if pred.backward is None else pred.backward[0]
+    pred.meta["seconds"] = time.perf_counter() - start
+    return pred
+
+
+# --------------------------------------------------------------------------------------- streaming
+def resize_frame(frame: np.ndarray, max_size: Optional[int]) -> np.ndarray:
+    """Downscale ``(H, W, 3)`` so that its longer side is at most ``max_size`` (area filter)."""
+    if not max_size:
+        return frame
+    h, w = frame.shape[:2]
+    scale = max_size / max(h, w)
+    if scale >= 1:
+        return frame
+    from .errors import require_cv2
+
+    cv2 = require_cv2()
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+
+
+def _upscale_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``(2, h, w)`` flow -> ``(2, H, W)`` bilinear, vectors scaled by ``W/w`` and ``H/h``."""
+    h, w = flow.shape[-2:]
+    if (h, w) == tuple(size):
+        return flow
+    out = torch.nn.functional.interpolate(flow[None], size=size, mode="bilinear", align_corners=False)[0]
+    out[0] *= size[1] / w
+    out[1] *= size[0] / h
+    return out
+
+
+def stream_flow(
+    frames: Iterable[tuple[int, Optional[np.ndarray]]],
+    method,
+    max_size: Optional[int] = None,
+    on_bad_frame=None,
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """Stream flows from ``(index, frame)`` pairs (e.g. :func:`motionflow.io.video.iter_frames` with
+    ``errors="yield"``).
+
+    Frames are buffered in clips of ``method.clip_length`` overlapping by one frame. A frame given as
+    ``None`` (unreadable), or one not consecutive with the previous (a gap), breaks the chain: the
+    frames buffered before it are processed, ``on_bad_frame(index)`` is called, and no flow is made
+    for the pairs that touch it.
+
+    Yields:
+        ``(index, frame, flow)``: ``flow`` ``(H, W, 2)`` float32 from frame ``index`` to ``index + 1``
+        at the frame's original resolution, and ``frame`` the (original) RGB frame ``index``.
+    """
+    clip_length = int(getattr(method, "clip_length", 2) or 2)
+    buffer: list[tuple[int, np.ndarray, np.ndarray]] = []  # (index, original, resized)
+
+    def flush(keep_last: bool):
+        nonlocal buffer
+        if len(buffer) >= 2:
+            clip = torch.from_numpy(np.stack([r for _, _, r in buffer])).permute(0, 3, 1, 2)[None].float()
+            flows = _call(method, clip).flow[0].detach().float().cpu()
+            for k in range(len(buffer) - 1):
+                index, original, _ = buffer[k]
+                f = _upscale_flow(flows[k], original.shape[:2])
+                yield index, original, f.permute(1, 2, 0).numpy()
+        buffer = buffer[-1:] if keep_last else []
+
+    for index, frame in frames:
+        if frame is None:
+            yield from flush(keep_last=False)
+            if on_bad_frame is not None:
+                on_bad_frame(index)
+            continue
+        if buffer and index != buffer[-1][0] + 1:
+            yield from flush(keep_last=False)
+        buffer.append((index, frame, resize_frame(frame, max_size)))
+        if len(buffer) == clip_length:
+            yield from flush(keep_last=True)
+    yield from flush(keep_last=False)
+
+
+def _progress(total, unit: str, enabled: bool, initial: int = 0):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit=unit, initial=initial, disable=not enabled, dynamic_ncols=True, file=sys.stderr)
+
+
+# ------------------------------------------------------------------------------------------- video
+@dataclass
+class VideoReport:
+    """What :func:`process_video` did.
+
+    Attributes:
+        out: output folder.
+        written: names of the flow files written by this run.
+        skipped: pairs whose flow already existed (resumed).
+        unreadable: indices of frames that could not be read (no flow touches them).
+        frames: frames read by this run.
+        seconds: wall-clock time.
+        preview: path of the mp4 preview, or None.
+    """
+
+    out: Path
+    written: list = field(default_factory=list)
+    skipped: int = 0
+    unreadable: list = field(default_factory=list)
+    frames: int = 0
+    seconds: float = 0.0
+    preview: Optional[Path] = None
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            "out": str(self.out),
+            "written": len(self.written),
+            "skipped": self.skipped,
+            "unreadable_frames": list(self.unreadable),
+            "frames": self.frames,
+            "seconds": round(self.seconds, 3),
+            "fps": round(self.fps, 3),
+            "preview": None if self.preview is None else str(self.preview),
+        }
+
+
+def _legend_overlay(color: np.ndarray) -> np.ndarray:
+    """Put the colour-wheel legend in the top-right corner of a flow picture (1/5 of the short side)."""
+    from .viz import color_wheel_legend
+
+    h, w = color.shape[:2]
+    size = max(16, min(h, w) // 5)
+    if size + 4 > min(h, w):
+        return color
+    out = color.copy()
+    out[4 : 4 + size, w - 4 - size : w - 4] = color_wheel_legend(size)
+    return out
+
+
+def process_video(
+    source,
+    out,
+    method: Any = "classical",
+    fmt: str = "flo",
+    viz: bool = False,
+    preview: bool = False,
+    max_size: Optional[int] = None,
+    resume: bool = True,
+    progress: bool = True,
+    checkpoint=None,
+    iters=None,
+    device=None,
+    **options,
+) -> VideoReport:
+    """Turn a video / folder of frames / list of image files into one flow file per consecutive pair.
+
+    Args:
+        source: video file, folder of frames, or list of image files.
+        out: output folder. Flow ``i -> i+1`` is ``out / f"{name(i)}{suffix}"`` with ``name`` the
+            frame file's stem (``frame_000012`` for a video); ``viz`` PNGs go to ``out / "viz"``.
+        method: registered name or method object.
+        fmt: ``"flo"`` (Middlebury), ``"png"`` (KITTI 16-bit), ``"npz"``.
+        viz: also write a colour PNG per flow.
+        preview: also write ``out / "preview.mp4"`` (flow colours with the colour-wheel legend),
+            built at the end from the flow files (so it is complete after a resumed run).
+        max_size: process frames downscaled so their longer side is at most this; flows are scaled
+            back to the original resolution.
+        resume: skip pairs whose flow file exists (reading starts at the first missing pair).
+        progress: tqdm progress bar (frames, with frames per second).
+
+    Returns:
+        :class:`VideoReport`. Unreadable frames are listed by index in the report (and in
+        ``out / "estimate_report.json"``); the flows of every other pair are written.
+    """
+    from .io import write_flow
+    from .io.video import FrameSource
+
+    if fmt not in FLOW_FORMATS:
+        raise ShapeError(f"fmt: expected one of {', '.join(FLOW_FORMATS)}, found {fmt!r}")
+    suffix = FLOW_FORMATS[fmt]
+    src = FrameSource(source)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    report = VideoReport(out=out)
+    m = build_method(method, checkpoint=checkpoint, iters=iters, device=device, **options)
+    total = len(src)
+
+    def target(index: int) -> Path:
+        return out / f"{src.name(index)}{suffix}"
+
+    start = 0
+    if resume:
+        while start < total - 1 and target(start).exists():
+            start += 1
+        report.skipped = start
+    t0 = time.perf_counter()
+    bar = _progress(total, "frame", progress, initial=start)
+    bad: list[int] = []
+
+    def frames():
+        for index, frame in src.iter(start=start, errors="yield"):
+            report.frames += 1
+            bar.update(1)
+            yield index, frame
+
+    try:
+        for index, frame, flow in stream_flow(frames(), m, max_size=max_size, on_bad_frame=bad.append):
+            path = target(index)
+            if resume and path.exists():
+                report.skipped += 1
+                continue
+            write_flow(path, flow)
+            report.written.append(path.name)
+            if viz:
+                from .io.image import write_image
+                from .viz import flow_to_color
+
+                write_image(out / "viz" / f"{src.name(index)}.png", flow_to_color(flow))
+    finally:
+        bar.close()
+        report.unreadable = sorted(set(bad))
+        report.seconds = time.perf_counter() - t0
+    if preview:
+        report.preview = write_preview(src, out, suffix, src.fps or 10.0)
+    (out / "estimate_report.json").write_text(json.dumps(report.to_dict(), indent=2))
+    return report
+
+
+def write_preview(src, out: Path, suffix: str, fps: float) -> Optional[Path]:
+    """Write ``out / "preview.mp4"`` from the flow files of ``out`` (one colour frame per flow, one
+    common colour scale: the 99th percentile magnitude of the first flow, legend top right)."""
+    from .io import read_flow
+    from .io.video import VideoWriter
+    from .viz import flow_to_color
+
+    paths = [out / f"{src.name(i)}{suffix}" for i in range(len(src))]
+    paths = [p for p in paths if p.exists()]
+    if not paths:
+        return None
+    target = out / "preview.mp4"
+    tmp = out / ".preview.tmp.mp4"
+    scale = None
+    with VideoWriter(tmp, fps=fps) as writer:
+        for p in paths:
+            flow, valid = read_flow(p)
+            if scale is None:
+                mag = np.linalg.norm(flow[valid], axis=-1) if valid.any() else np.zeros(1)
+                scale = max(float(np.percentile(mag, 99)), 1.0)
+            flow = np.where(valid[..., None], flow, np.nan)
+            writer.write(_legend_overlay(flow_to_color(flow, max_flow=scale)))
+    tmp.replace(target)
+    return target
