@@ -41,8 +41,9 @@ __all__ = [
     "FLOW_FORMATS",
 ]
 
-#: ``--format`` name -> file suffix
-FLOW_FORMATS = {"flo": ".flo", "png": ".png", "npz": ".npz"}
+#: ``--format`` name -> file suffix (``reynolds-rgb``: the RGB encoding of a Reynolds flow as PNG,
+#: :func:`motionflow.classical.reynolds.reynolds_to_rgb`)
+FLOW_FORMATS = {"flo": ".flo", "png": ".png", "npz": ".npz", "reynolds-rgb": ".png"}
 
 
 # ----------------------------------------------------------------------------------------- methods
@@ -334,7 +335,8 @@ def process_video(
         out: output folder. Flow ``i -> i+1`` is ``out / f"{name(i)}{suffix}"`` with ``name`` the
             frame file's stem (``frame_000012`` for a video); ``viz`` PNGs go to ``out / "viz"``.
         method: registered name or method object.
-        fmt: ``"flo"`` (Middlebury), ``"png"`` (KITTI 16-bit), ``"npz"``.
+        fmt: ``"flo"`` (Middlebury), ``"png"`` (KITTI 16-bit), ``"npz"``, or ``"reynolds-rgb"`` (PNG
+            pictures of :func:`~motionflow.classical.reynolds.reynolds_to_rgb`; meant for ``method="reynolds"``).
         viz: also write a colour PNG per flow.
         preview: also write ``out / "preview.mp4"`` (flow colours with the colour-wheel legend),
             built at the end from the flow files (so it is complete after a resumed run).
@@ -384,7 +386,13 @@ def process_video(
             if resume and path.exists():
                 report.skipped += 1
                 continue
-            write_flow(path, flow)
+            if fmt == "reynolds-rgb":
+                from .classical.reynolds import reynolds_to_rgb
+                from .io.image import write_image
+
+                write_image(path, reynolds_to_rgb(flow, frame))
+            else:
+                write_flow(path, flow)
             report.written.append(path.name)
             if viz:
                 from .io.image import write_image
@@ -396,15 +404,16 @@ def process_video(
         report.unreadable = sorted(set(bad))
         report.seconds = time.perf_counter() - t0
     if preview:
-        report.preview = write_preview(src, out, suffix, src.fps or 10.0)
+        report.preview = write_preview(src, out, suffix, src.fps or 10.0, images=fmt == "reynolds-rgb")
     (out / "estimate_report.json").write_text(json.dumps(report.to_dict(), indent=2))
     return report
 
 
-def write_preview(src, out: Path, suffix: str, fps: float) -> Optional[Path]:
+def write_preview(src, out: Path, suffix: str, fps: float, images: bool = False) -> Optional[Path]:
     """Write ``out / "preview.mp4"`` from the flow files of ``out`` (one colour frame per flow, one
-    common colour scale: the 99th percentile magnitude of the first flow, legend top right)."""
-    from .io import read_flow
+    common colour scale: the 99th percentile magnitude of the first flow, legend top right).
+    With ``images=True`` the files are pictures (``reynolds-rgb``) and are written as they are."""
+    from .io import read_flow, read_image
     from .io.video import VideoWriter
     from .viz import flow_to_color
 
@@ -417,6 +426,9 @@ def write_preview(src, out: Path, suffix: str, fps: float) -> Optional[Path]:
     scale = None
     with VideoWriter(tmp, fps=fps) as writer:
         for p in paths:
+            if images:
+                writer.write(read_image(p))
+                continue
             flow, valid = read_flow(p)
             if scale is None:
                 mag = np.linalg.norm(flow[valid], axis=-1) if valid.any() else np.zeros(1)

@@ -1,0 +1,105 @@
+"""``motionflow estimate``: optical flow for a video, a folder of frames or image files.
+
+Writes one flow per consecutive pair into ``--out``, named after the first frame of the pair
+(``frame_0001.flo``; ``frame_000012.flo`` for frame 12 of a video). Frames are streamed, so any
+length of video works in bounded memory. A second run with the same ``--out`` resumes after the last
+flow written. Unreadable frames are reported by index at the end (exit code 1); the flows of every
+other pair are kept. ``--format reynolds-rgb`` writes the Reynolds-flow RGB encoding (a motion
+feature for downstream networks) and implies ``--method reynolds``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from motionflow.errors import FormatError
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "estimate",
+        help="optical flow for a video, a folder of frames or image files",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="a video file, a folder of frames, or image files (in order)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
+    p.add_argument("--method", default=None, help="registered optical-flow method (default: classical; see `motionflow list`)")
+    p.add_argument("--checkpoint", default=None, metavar="PATH", help="checkpoint for learned methods")
+    p.add_argument("--iters", type=int, default=None, help="refinement iterations for iterative networks")
+    p.add_argument("--preset", default=None, choices=("fast", "default", "accurate"), help="classical preset (default: default)")
+    p.add_argument("--format", dest="fmt", default="flo", choices=("flo", "png", "npz", "reynolds-rgb"),
+                   help="flo (Middlebury), png (KITTI 16-bit), npz, or reynolds-rgb (motion-feature PNGs)")
+    p.add_argument("--viz", action="store_true", help="also write a colour PNG per flow into DIR/viz")
+    p.add_argument("--preview", action="store_true", help="also write DIR/preview.mp4 (flow colours with the colour-wheel legend)")
+    p.add_argument("--max-size", type=int, default=None, metavar="PX",
+                   help="process frames downscaled to this longer side; flows are scaled back to full size")
+    p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda")
+    p.add_argument("--no-resume", action="store_true", help="recompute flows that already exist in DIR")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def _jobs(inputs: list[str], out: Path) -> list[tuple[object, Path]]:
+    """(source, output folder) per sequence: image files form one sequence; each video or folder is
+    its own, in ``DIR/<name>`` when there are several."""
+    from motionflow.io.video import FRAME_SUFFIXES
+
+    paths = [Path(p) for p in inputs]
+    for p in paths:
+        if not p.exists():
+            raise FormatError(f"{p}: expected a video file, a folder of frames or an image file, found nothing")
+    if all(p.is_file() and p.suffix.lower() in FRAME_SUFFIXES for p in paths):
+        if len(paths) < 2:
+            raise FormatError(f"{paths[0]}: expected at least two image files for one flow, found one")
+        return [(paths, out)]
+    if any(p.is_file() and p.suffix.lower() in FRAME_SUFFIXES for p in paths):
+        raise FormatError("INPUT: expected either image files only, or videos / folders, found a mix")
+    if len(paths) == 1:
+        return [(paths[0], out)]
+    return [(p, out / p.stem) for p in paths]
+
+
+def run(args: argparse.Namespace) -> int:
+    from motionflow.errors import UnknownNameError
+    from motionflow.inference import process_video
+
+    method = args.method or ("reynolds" if args.fmt == "reynolds-rgb" else "classical")
+    if args.fmt == "reynolds-rgb" and method != "reynolds":
+        raise UnknownNameError(f"--format reynolds-rgb encodes the reynolds method, found --method {method}")
+    options = {}
+    if args.preset is not None:
+        if method != "classical":
+            raise UnknownNameError(f"--preset applies to --method classical only, found --method {method}")
+        options["preset"] = args.preset
+    status = 0
+    for source, out in _jobs(args.inputs, Path(args.out)):
+        report = process_video(
+            source,
+            out,
+            method=method,
+            fmt=args.fmt,
+            viz=args.viz,
+            preview=args.preview,
+            max_size=args.max_size,
+            resume=not args.no_resume,
+            progress=not args.no_progress,
+            checkpoint=args.checkpoint,
+            iters=args.iters,
+            device=args.device,
+            **options,
+        )
+        print(
+            f"{out}: {len(report.written)} flows written, {report.skipped} already there, "
+            f"{report.frames} frames read in {report.seconds:.1f} s ({report.fps:.2f} frames/s)"
+        )
+        if report.unreadable:
+            print(
+                f"motionflow estimate: error: {source}: unreadable frames at index "
+                f"{', '.join(map(str, report.unreadable))}; flows of all other pairs were written to {out}",
+                file=sys.stderr,
+            )
+            status = 1
+    return status
