@@ -1,0 +1,47 @@
+"""Training-free optical flow (the embedded default) and OpenCV baselines.
+
+=====================  =====================================================================
+module                 what it holds
+=====================  =====================================================================
+``method``             ``ClassicalFlow`` (registered ``classical``), presets, temporal prediction
+``matching``           DIS patch candidates and their fusion by matching cost
+``interpolation``      edge-aware (EpicFlow-style) filling of unreliable pixels
+``variational``        coarse-to-fine robust variational refinement
+``opencv``             ``OpenCVDIS`` / ``OpenCVFarneback`` baselines
+``reynolds``           Reynolds flow (a motion feature) and its RGB encoding
+=====================  =====================================================================
+
+Only :mod:`motionflow.ops`, :mod:`motionflow.types` and :mod:`motionflow.errors` are imported from
+the package; OpenCV is imported lazily.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_WHERE = {
+    "ClassicalFlow": "method",
+    "ClassicalConfig": "method",
+    "PRESETS": "method",
+    "classical_flow": "method",
+    "temporal_prediction": "method",
+    "PatchConfig": "matching",
+    "dis_patch_flow": "matching",
+    "fuse_candidates": "matching",
+    "edge_aware_fill": "interpolation",
+    "VariationalParams": "variational",
+    "refine_flow": "variational",
+    "OpenCVDIS": "opencv",
+    "OpenCVFarneback": "opencv",
+    "ReynoldsFlow": "reynolds",
+    "reynolds_flow": "reynolds",
+    "reynolds_to_rgb": "reynolds",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'motionflow.classical' has no attribute {name!r}")

@@ -1,0 +1,72 @@
+"""classical: accuracy against the synthetic ground truth and the DIS baseline, options, errors."""
+
+import numpy as np
+import pytest
+import torch
+
+from motionflow.classical.method import PRESETS, ClassicalFlow, temporal_prediction
+from motionflow.datasets.synthetic import synthetic_clip
+from motionflow.errors import ShapeError, UnknownNameError
+from motionflow.registry import get_optical_flow_method
+
+
+def _epe(pred, sample, noc=True):
+    e = np.linalg.norm(pred - sample.flow, axis=1)
+    return float(e[~sample.occluded].mean() if noc else e.mean())
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return synthetic_clip(num_frames=4, size=(80, 112), seed=5)
+
+
+def test_classical_is_accurate_and_beats_dis_on_a_synthetic_clip(clip):
+    frames = torch.from_numpy(clip.frames).float()[None]
+    ours = get_optical_flow_method("classical")(frames)
+    dis = get_optical_flow_method("opencv-dis")(frames)
+    assert ours.flow.shape == (1, 3, 2, 80, 112)
+    e_ours, e_dis = _epe(ours.flow[0].numpy(), clip), _epe(dis.flow[0].numpy(), clip)
+    assert e_ours < 0.35
+    assert e_ours < e_dis
+    assert ours.meta["occluded"].shape == (1, 3, 80, 112)
+
+
+def test_presets_and_overrides(clip):
+    frames = torch.from_numpy(clip.frames[:2]).float()[None]
+    fast = ClassicalFlow("fast")
+    assert fast.config == PRESETS["fast"]
+    e_fast = _epe(fast(frames).flow[0].numpy(), synthetic_clip(2, (80, 112), seed=5))
+    assert e_fast < 1.0
+    m = ClassicalFlow("default", warps=1, temporal=False, patches=[(8, 4, 2, 10)])
+    assert m.config.variational.warps == 1 and m.config.temporal is False
+    assert m.config.patches[0].patch_stride == 4
+
+
+def test_batch_items_are_independent(clip):
+    a = torch.from_numpy(clip.frames[:2]).float()
+    b = torch.from_numpy(synthetic_clip(2, (80, 112), seed=9).frames).float()
+    m = ClassicalFlow("fast")
+    both = m(torch.stack([a, b])).flow
+    torch.testing.assert_close(both[1:], m(b[None]).flow, atol=1e-4, rtol=0)
+
+
+def test_temporal_prediction_of_constant_and_moving_fields():
+    const = torch.zeros(1, 2, 12, 16)
+    const[:, 0] = 3.0
+    torch.testing.assert_close(temporal_prediction(const), const)
+    # a patch moving right by 2 px: at its new place the prediction carries its motion
+    prev = torch.zeros(1, 2, 12, 16)
+    prev[:, 0, 4:8, 4:8] = 2.0
+    pred = temporal_prediction(prev)
+    assert torch.all(pred[:, 0, 4:8, 6:8] == 2.0)
+
+
+def test_errors():
+    with pytest.raises(UnknownNameError, match="preset 'slow'"):
+        ClassicalFlow("slow")
+    with pytest.raises(UnknownNameError, match="unknown option.*bogus"):
+        ClassicalFlow(bogus=1)
+    with pytest.raises(ShapeError, match=r"\(B, T, 3, H, W\)"):
+        ClassicalFlow()(torch.zeros(2, 3, 8, 8))
+    with pytest.raises(ShapeError, match="T >= 2"):
+        ClassicalFlow()(torch.zeros(1, 1, 3, 8, 8))
