@@ -1,0 +1,116 @@
+"""``motionflow sceneflow PC1 PC2 --out FLOW.npz``: scene flow between two point clouds.
+
+The clouds are read with :func:`motionflow.io.read_points` (``.bin .npy .npz .pcd .ply .feather``). The
+output ``.npz`` holds ``flow`` ``(N, 3)`` float32 aligned with the input ``pc1`` (NaN where a point was
+removed by preprocessing, unless ``--fill`` says otherwise), ``pc1`` (a copy of the input), ``valid``
+(finite flow), and ``method``, ``seconds``, ``iterations``, ``converged``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    from motionflow.registry import SCENE_FLOW_METHODS
+
+    p = subparsers.add_parser("sceneflow", help="scene flow between two point clouds", description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("pc1", help="first sweep (.bin .npy .npz .pcd .ply .feather)")
+    p.add_argument("pc2", help="second sweep")
+    p.add_argument("--out", required=True, help="output .npz (keys flow, pc1, valid, ...)")
+    p.add_argument("--method", default="fnsf", choices=sorted(SCENE_FLOW_METHODS), help="default: fnsf")
+    p.add_argument("--max-points", type=int, default=None,
+                   help="fit on at most N points per cloud; flow is still returned for every pc1 point")
+    p.add_argument("--ground", choices=["none", "height", "ransac"], default="none",
+                   help="ground removal before estimation (removed points get --fill)")
+    p.add_argument("--ground-height", type=float, default=0.3, help="z threshold for --ground height (m)")
+    p.add_argument("--ground-distance", type=float, default=0.2, help="plane distance for --ground ransac (m)")
+    p.add_argument("--crop", type=float, nargs="+", default=None, metavar="M",
+                   help="one value S: keep |x|,|y| <= S; six values: xmin ymin zmin xmax ymax zmax")
+    p.add_argument("--radius", type=float, default=None, help="keep points within this xy radius (m)")
+    p.add_argument("--fill", choices=["nan", "zero", "nearest", "rigid"], default="nan",
+                   help="flow of removed pc1 points (rigid = the ego flow, needs --compensate-ego)")
+    p.add_argument("--compensate-ego", action="store_true",
+                   help="estimate the ego motion by robust ICP and the flow as ego flow + residual")
+    p.add_argument("--iters", type=int, default=None, help="maximum optimiser iterations")
+    p.add_argument("--patience", type=int, default=None, help="early-stopping patience (iterations)")
+    p.add_argument("--check-every", type=int, default=None, help="check the loss every K iterations")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--key1", default=None, help="array name in an .npz pc1 (default pc1/pos1/points)")
+    p.add_argument("--key2", default=None, help="array name in an .npz pc2 (default pc2/pos2/points)")
+    p.add_argument("--viz", default=None, metavar="PNG", help="write a bird's-eye picture of the flow")
+    p.add_argument("--progress", action="store_true", help="show a progress bar")
+    return p
+
+
+def _read(path, key, default_keys):
+    from motionflow.io import read_points
+
+    if key is None and str(path).endswith(".npz"):
+        with np.load(path) as z:
+            for k in default_keys:
+                if k in z.files:
+                    key = k
+                    break
+    return read_points(path, key=key)
+
+
+def run(args: argparse.Namespace) -> int:
+    from motionflow.errors import ShapeError
+    from motionflow.io import atomic_path
+    from motionflow.sceneflow import estimate_scene_flow
+
+    pc1 = _read(args.pc1, args.key1, ("pc1", "pos1", "points"))
+    pc2 = _read(args.pc2, args.key2, ("pc2", "pos2", "points"))
+    options: dict = dict(seed=args.seed, device=args.device, progress=args.progress)
+    if args.threads:
+        options["num_threads"] = args.threads
+    if args.max_points is not None:
+        options["max_points"] = args.max_points
+    if args.compensate_ego:
+        options["compensate_ego"] = True
+    stop = {k: v for k, v in (("max_iters", args.iters), ("patience", args.patience),
+                              ("check_every", args.check_every)) if v is not None}
+    if stop:
+        if args.method in ("zero", "nn", "icp"):
+            raise ShapeError(f"--iters/--patience/--check-every: method {args.method!r} is not iterative")
+        options["stop"] = stop
+    if args.ground != "none":
+        options.update(ground=args.ground, ground_height=args.ground_height, ground_distance=args.ground_distance)
+    if args.crop is not None:
+        if len(args.crop) == 1:
+            options["crop"] = args.crop[0]
+        elif len(args.crop) == 6:
+            options["box"] = tuple(args.crop)
+        else:
+            raise ShapeError(f"--crop: expected 1 or 6 values, found {len(args.crop)}")
+    if args.radius is not None:
+        options["radius"] = args.radius
+    if args.fill == "rigid" and not args.compensate_ego:
+        raise ShapeError("--fill rigid: needs --compensate-ego (the ego motion is the fill)")
+    result = estimate_scene_flow(pc1, pc2, method=args.method, fill=args.fill, **options)
+    flow = result.flow.astype(np.float32)
+    valid = np.isfinite(flow).all(1)
+    with atomic_path(args.out) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, flow=flow, pc1=pc1.astype(np.float32), valid=valid, method=np.array(args.method),
+                     seconds=np.float64(result.seconds), iterations=np.int64(result.iterations),
+                     converged=np.bool_(result.converged))
+    summary = dict(method=args.method, points=int(len(pc1)), valid=int(valid.sum()), seconds=round(result.seconds, 3),
+                   iterations=result.iterations, converged=result.converged,
+                   mean_flow_m=float(np.linalg.norm(flow[valid], axis=1).mean()) if valid.any() else None,
+                   removed=result.extras.get("preprocess"), out=str(args.out))
+    if args.viz:
+        from motionflow.io import write_image
+        from motionflow.viz.points import scene_flow_bev
+
+        write_image(args.viz, scene_flow_bev(pc1, np.where(valid[:, None], flow, np.nan), background=pc2))
+        summary["viz"] = str(args.viz)
+    print(json.dumps(summary))
+    return 0
