@@ -1,0 +1,136 @@
+"""``motionflow estimate`` end to end: a synthetic video written with OpenCV, its flows compared with
+the synthetic ground truth; resume after an interruption; a corrupt frame in the middle."""
+
+import json
+
+import numpy as np
+import pytest
+
+from motionflow.cli.main import main
+from motionflow.datasets.synthetic import synthetic_clip
+from motionflow.inference import process_video
+from motionflow.io import read_flow, read_image
+from motionflow.io.video import VideoWriter
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return synthetic_clip(num_frames=5, size=(64, 96), seed=4)
+
+
+def _write_frames(folder, clip):
+    import cv2
+
+    folder.mkdir()
+    for i, f in enumerate(clip.frames):
+        cv2.imwrite(str(folder / f"frame_{i + 1:04d}.png"), f.transpose(1, 2, 0)[:, :, ::-1])
+
+
+def test_video_end_to_end_matches_ground_truth(tmp_path, clip, capsys):
+    video = tmp_path / "syn.mp4"
+    with VideoWriter(video, fps=5) as w:
+        for f in clip.frames:
+            w.write(f.transpose(1, 2, 0))
+    out = tmp_path / "out"
+    rc = main(["estimate", str(video), "--out", str(out), "--preset", "fast", "--viz", "--preview", "--no-progress"])
+    assert rc == 0
+    assert "4 flows written" in capsys.readouterr().out
+    for i in range(4):
+        flow, valid = read_flow(out / f"frame_{i:06d}.flo")
+        assert valid.all()
+        e = np.linalg.norm(flow.transpose(2, 0, 1) - clip.flow[i], axis=0)[~clip.occluded[i]]
+        assert e.mean() < 1.0  # mp4v compression noise included
+        assert read_image(out / "viz" / f"frame_{i:06d}.png").shape == (64, 96, 3)
+    import cv2
+
+    cap = cv2.VideoCapture(str(out / "preview.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 4
+    cap.release()
+    report = json.loads((out / "estimate_report.json").read_text())
+    assert report["written"] == 4 and report["unreadable_frames"] == []
+
+
+def test_folder_png_format_and_max_size(tmp_path, clip):
+    _write_frames(tmp_path / "frames", clip)
+    out = tmp_path / "out"
+    rc = main(["estimate", str(tmp_path / "frames"), "--out", str(out), "--format", "png", "--max-size", "48",
+               "--method", "opencv-dis", "--no-progress"])
+    assert rc == 0
+    names = sorted(p.name for p in out.glob("*.png"))
+    assert names == ["frame_0001.png", "frame_0002.png", "frame_0003.png", "frame_0004.png"]
+    flow, valid = read_flow(out / "frame_0001.png")
+    assert flow.shape == (64, 96, 2) and valid.all()
+    e = np.linalg.norm(flow.transpose(2, 0, 1) - clip.flow[0], axis=0)[~clip.occluded[0]]
+    assert e.mean() < 1.5  # estimated at half size, scaled back
+
+
+class Interrupting:
+    """Wraps a method and raises KeyboardInterrupt on its ``fail_at``-th call."""
+
+    def __init__(self, inner, fail_at):
+        self.inner, self.fail_at, self.calls = inner, fail_at, 0
+        self.clip_length, self.name = 2, "interrupting"
+
+    def __call__(self, frames):
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise KeyboardInterrupt
+        return self.inner(frames)
+
+
+def test_resume_after_interruption(tmp_path, clip):
+    from motionflow.registry import get_optical_flow_method
+
+    _write_frames(tmp_path / "frames", clip)
+    out = tmp_path / "out"
+    dis = get_optical_flow_method("opencv-dis")
+    with pytest.raises(KeyboardInterrupt):
+        process_video(tmp_path / "frames", out, method=Interrupting(dis, fail_at=3), progress=False)
+    done = sorted(p.name for p in out.glob("*.flo"))
+    assert done == ["frame_0001.flo", "frame_0002.flo"]
+    stamps = {n: (out / n).stat().st_mtime_ns for n in done}
+    counting = Interrupting(dis, fail_at=-1)
+    report = process_video(tmp_path / "frames", out, method=counting, progress=False)
+    assert report.skipped == 2 and report.written == ["frame_0003.flo", "frame_0004.flo"]
+    assert counting.calls == 2  # only the missing pairs were computed
+    assert {n: (out / n).stat().st_mtime_ns for n in done} == stamps
+    # the resumed result equals an uninterrupted run
+    full = process_video(tmp_path / "frames", tmp_path / "full", method=dis, progress=False)
+    assert len(full.written) == 4
+    for n in ["frame_0003.flo", "frame_0004.flo"]:
+        np.testing.assert_array_equal(read_flow(out / n)[0], read_flow(tmp_path / "full" / n)[0])
+
+
+def test_corrupt_frame_in_the_middle(tmp_path, clip, capsys):
+    _write_frames(tmp_path / "frames", clip)
+    (tmp_path / "frames" / "frame_0003.png").write_bytes(b"\x89PNG broken")
+    out = tmp_path / "out"
+    rc = main(["estimate", str(tmp_path / "frames"), "--out", str(out), "--method", "opencv-dis", "--format", "npz",
+               "--no-progress"])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "unreadable frames at index 2" in err
+    # pairs (0,1) and (3,4) survive; the two pairs touching frame index 2 have no flow
+    assert sorted(p.name for p in out.glob("*.npz")) == ["frame_0001.npz", "frame_0004.npz"]
+    assert json.loads((out / "estimate_report.json").read_text())["unreadable_frames"] == [2]
+
+
+def test_image_file_inputs_and_usage_errors(tmp_path, clip, capsys):
+    _write_frames(tmp_path / "frames", clip)
+    files = [str(tmp_path / "frames" / f"frame_{i:04d}.png") for i in (1, 2, 3)]
+    rc = main(["estimate", *files, "--out", str(tmp_path / "o"), "--method", "opencv-farneback", "--no-progress"])
+    assert rc == 0 and len(list((tmp_path / "o").glob("*.flo"))) == 2
+    assert main(["estimate", *files, "--out", str(tmp_path / "o2"), "--method", "nope"]) == 2
+    assert "unknown optical-flow method 'nope'" in capsys.readouterr().err
+    assert main(["estimate", str(tmp_path / "missing.mp4"), "--out", str(tmp_path / "o3")]) == 1
+    assert "missing.mp4: expected" in capsys.readouterr().err
+    assert main(["estimate", *files, "--out", str(tmp_path / "o4"), "--preset", "fast", "--method", "opencv-dis"]) == 2
+
+
+def test_reynolds_rgb_format(tmp_path, clip):
+    _write_frames(tmp_path / "frames", clip)
+    out = tmp_path / "r"
+    assert main(["estimate", str(tmp_path / "frames"), "--out", str(out), "--format", "reynolds-rgb", "--no-progress"]) == 0
+    img = read_image(out / "frame_0001.png")
+    grey = (clip.frames[0].transpose(1, 2, 0) @ np.array([0.299, 0.587, 0.114])).round()
+    assert np.abs(img[..., 2].astype(float) - grey).max() <= 1  # B channel = grey frame
