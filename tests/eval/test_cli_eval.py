@@ -221,3 +221,33 @@ def test_av2_ego_motion_only_prediction_on_the_shared_log(sample_data):
     assert m["epe_bg_static"]["value"] < 0.01
     assert m["epe_fg_dynamic"]["value"] > 0.3  # moving objects are missed entirely
 
+
+
+def test_opencv_dis_baseline_on_kitti_and_sintel(sample_data, tmp_path):
+    """--method opencv-dis (MEDIUM): the report equals DIS run by hand with the devkit formulas."""
+    import cv2
+
+    root = _kitti_tree(sample_data, tmp_path)
+    out = tmp_path / "dis_kitti.json"
+    assert main(["eval", "--dataset", "kitti2015", "--root", str(root), "--method", "opencv-dis", "--out", str(out),
+                 "--no-progress"]) == 0
+    m = _report(out)["metrics"]
+    src = sample_data / "kitti2015_flow_000000"
+    grey = [cv2.cvtColor(cv2.imread(str(src / f"000000_{n}.png")), cv2.COLOR_BGR2GRAY) for n in (10, 11)]
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM).calc(grey[0], grey[1], None)
+    gt, valid = read_flow(src / "flow_gt.png")
+    epe = np.linalg.norm(dis.astype(np.float64) - gt, axis=2)[valid]
+    mag = np.linalg.norm(gt.astype(np.float64), axis=2)[valid]
+    # the method converts RGB to luma itself, so allow tiny rounding differences from cv2.cvtColor
+    assert m["epe"]["value"] == pytest.approx(epe.mean(), rel=0.02)
+    assert m["fl_all"]["value"] == pytest.approx(100 * np.mean((epe > 3) & (epe > 0.05 * mag)), abs=1.0)
+    assert m["epe"]["value"] > 0  # DIS MEDIUM is poor on KITTI's large motions (about 38 px here)
+
+    out = tmp_path / "dis_sintel.json"
+    assert main(["eval", "--dataset", "sintel", "--root", str(_sintel_tree(sample_data, tmp_path)), "--pass", "clean",
+                 "--method", "opencv-dis", "--max-samples", "2", "--out", str(out), "--no-progress"]) == 0
+    rep = _report(out)
+    assert len(rep["per_sample"]) == 2 and rep["method"] == "opencv-dis"
+    assert 0 < rep["metrics"]["epe"]["value"] < 5 and rep["metrics"]["epe"]["reduction"] == "pixel"
+    print(f"opencv-dis: KITTI 000000 EPE {m['epe']['value']:.3f} Fl-all {m['fl_all']['value']:.2f}%; "
+          f"Sintel alley_1 clean EPE {rep['metrics']['epe']['value']:.3f}")
