@@ -7,7 +7,7 @@ import json
 import pytest
 
 from motionflow.cli.main import main
-from motionflow.errors import MotionflowError
+from motionflow.errors import MotionflowError, UnknownNameError
 from motionflow.train.config import SCHEDULES, ConfigError, TrainConfig, config_from_dict, load_config
 
 
@@ -22,8 +22,10 @@ def test_schedule_fills_unset_keys_and_explicit_values_win():
     assert cfg.model == "raft" and cfg.dataset == "stage-sintel"
     assert (cfg.max_steps, cfg.batch_size, cfg.crop, cfg.weight_decay, cfg.gamma) == (100_000, 6, [368, 768], 1e-5, 0.85)
     assert cfg.lr == 1e-4
-    mof = config_from_dict({"schedule": "videoflow-mof-things"})
+    mof = config_from_dict({"schedule": "videoflow-mof-things", "dataset": "synthetic"})
     assert (mof.model, mof.iters, mof.lr, mof.max_steps, mof.crop) == ("videoflow-mof", 6, 2.5e-4, 125_000, [432, 960])
+    with pytest.raises(UnknownNameError, match="nothing left to train on in 'stage-things'.*FlyingThings3D"):
+        config_from_dict({"schedule": "videoflow-mof-things"})  # no FlyingThings3D loader: a clear error
     assert SCHEDULES["streamflow-sintel"]["model"] == "streamflow"
 
 

@@ -46,13 +46,8 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_pat
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "ddp" / "model.pth").is_file()
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        train(dict(CONFIG, out=str(tmp_path / "single"), device="cpu"))
-        train(dict(CONFIG, out=str(tmp_path / "half"), device="cpu", batch_size=1, max_steps=1))
-    finally:
-        torch.set_num_threads(threads)
+    train(dict(CONFIG, out=str(tmp_path / "single"), device="cpu"))  # one thread (tests/train/conftest.py)
+    train(dict(CONFIG, out=str(tmp_path / "half"), device="cpu", batch_size=1, max_steps=1))
 
     ddp, single, half = _rows(tmp_path / "ddp"), _rows(tmp_path / "single"), _rows(tmp_path / "half")
     assert [r["step"] for r in ddp] == [1, 2]

@@ -28,14 +28,6 @@ TINY = dict(
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # bit-identical reruns and no oversubscription on shared cores
-    yield
-    torch.set_num_threads(threads)
-
-
 def _losses(out):
     with open(out / "log.csv", newline="") as fh:
         return [(int(r["step"]), float(r["loss"]), float(r["grad_norm"]), float(r["epe"])) for r in csv.DictReader(fh)]
