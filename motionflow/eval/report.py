@@ -4,13 +4,16 @@ JSON schema::
 
     {
       "dataset": "sintel", "split": "training", "method": "raft" | "predictions:DIR",
-      "protocol": {...},                       # reductions, eps, masks: what the numbers mean
+      "protocol": {...},                       # kind, default reductions, eps, AV2 on/off, notes
       "metrics": {NAME: {"value": float|null, "reduction": "pixel"|"image"|"sample"|"point"|"class",
                          "alternatives": {OTHER_REDUCTION: float|null}, ...}},
       "num_samples": int,
       "per_sample": [{"id": str, "index": int, "metrics": {NAME: float|null}, "seconds": float}],
-      "runtime": {"seconds_per_sample": float, "total_seconds": float, "peak_rss_mb": float,
-                  "peak_cuda_mb": float|null},
+      "runtime": {"seconds_per_sample": float,        # the method call (or prediction read), mean
+                  "wall_seconds_per_sample": float,   # load + predict + score, mean
+                  "total_seconds_this_run": float, "samples_this_run": int, "samples_resumed": int,
+                  "peak_rss_mb": float,               # max over the processes' peak resident memory
+                  "peak_cuda_mb": float|null, "engine": "local"|"ray", "workers": int},
       "environment": {"motionflow", "torch", "numpy", "python", "platform", "device", "git_sha"}
     }
 
