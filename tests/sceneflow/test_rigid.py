@@ -1,0 +1,135 @@
+"""Rigid (ICP-Flow style) scene flow on synthetic lidar pairs with known box motions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from motionflow.datasets.synthetic import synthetic_lidar_pair
+from motionflow.errors import ShapeError, UnknownNameError
+from motionflow.registry import get_scene_flow_method
+from motionflow.sceneflow.rigid import RigidFlow, RigidNSFP, histogram_translation, planar_projection
+
+SCAN = dict(beams=64, azimuths=1024, max_range=30.0)
+
+
+def _apply(T, p):
+    return p @ T[:3, :3].T + T[:3, 3]
+
+
+def _ego_flow(sample):
+    p = sample.pc1.astype(np.float64)
+    return _apply(sample.ego_motion, p) - p
+
+
+@pytest.fixture(scope="module")
+def scene():
+    sample = synthetic_lidar_pair(seed=2, **SCAN)
+    result = RigidFlow()(sample.pc1, sample.pc2, ego_motion=sample.ego_motion)
+    return sample, result
+
+
+def test_recovers_every_box_motion_and_the_flow(scene):
+    sample, result = scene
+    inst = sample.meta["instance1"]
+    labels = result.extras["labels1"]
+    by_label = {c["src_label"]: c for c in result.extras["clusters"]}
+    assert np.allclose(result.extras["ego_motion"], sample.ego_motion)
+    for i, box in enumerate(sample.meta["boxes"]):
+        pts = inst == i
+        lab = np.bincount(labels[pts][labels[pts] >= 0]).argmax()  # the box's main cluster
+        assert lab in by_label, f"box {i} (moving={box['moving']}) was not matched"
+        T = by_label[lab]["transform_ego"]  # pc1 frame -> pc2 frame
+        true = sample.ego_motion @ box["motion"]
+        dR = T[:3, :3] @ true[:3, :3].T
+        rot_err = np.degrees(np.arccos(np.clip((np.trace(dR) - 1) / 2, -1, 1)))
+        centre = sample.pc1[pts].astype(np.float64).mean(0, keepdims=True)
+        trans_err = np.linalg.norm(_apply(T, centre) - _apply(true, centre))
+        assert rot_err < 1.0, (i, rot_err)
+        assert trans_err < 0.05, (i, trans_err)
+    epe = np.linalg.norm(result.flow - sample.flow, axis=1)
+    assert epe.mean() < 0.03
+    # a wrong pipeline (zero object motion = ego flow only) is far off on the moving boxes
+    moving = np.isin(inst, [i for i, b in enumerate(sample.meta["boxes"]) if b["moving"]])
+    zero_epe = np.linalg.norm(_ego_flow(sample) - sample.flow, axis=1)[moving].mean()
+    assert epe[moving].mean() < 0.25 * zero_epe
+
+
+def test_result_reports_clusters_and_static_ground(scene):
+    sample, result = scene
+    assert result.method == "rigid" and result.flow.shape == sample.pc1.shape
+    ground = result.extras["labels1"] == -2
+    assert ground.mean() > 0.8  # the synthetic world is mostly a ground plane
+    # ground points (not attached to a matched cluster) move with the ego motion only
+    assert np.allclose(result.flow[ground], _ego_flow(sample)[ground], atol=1e-4)
+    for c in result.extras["clusters"]:
+        assert c["transform"].shape == (4, 4) and c["stage"] in ("static", "dynamic")
+        assert np.allclose(c["transform_ego"], c["transform"] @ sample.ego_motion)
+
+
+def test_cluster_seen_in_one_sweep_falls_back_to_static_or_nsfp():
+    sample = synthetic_lidar_pair(seed=2, **SCAN)
+    inst1, inst2 = sample.meta["instance1"], sample.meta["instance2"]
+    gone = next(i for i, b in enumerate(sample.meta["boxes"]) if b["moving"])
+    pc2 = sample.pc2[inst2 != gone]  # the moving box left the second sweep
+    res = RigidFlow()(sample.pc1, pc2, ego_motion=sample.ego_motion)
+    pts = inst1 == gone
+    assert not res.extras["matched1"][pts].any()
+    assert np.allclose(res.flow[pts], _ego_flow(sample)[pts], atol=1e-4)  # static fallback
+    hybrid = RigidNSFP(stop={"max_iters": 15, "patience": 5}, nsfp_points=2048)
+    res2 = hybrid(sample.pc1, pc2, ego_motion=sample.ego_motion)
+    assert res2.method == "rigid+nsfp" and np.isfinite(res2.flow).all()
+    refined = res2.extras["refined1"]
+    assert refined[pts & (res2.extras["labels1"] != -2)].all()  # unexplained points get the residual
+    matched = res2.extras["matched1"]
+    assert np.allclose(res2.flow[matched], res.flow[matched], atol=1e-4)  # explained points keep rigid motion
+    assert 1 <= res2.extras["nsfp_iterations"] <= 15
+
+
+def test_degenerate_inputs():
+    E = np.eye(4)
+    E[0, 3] = 0.5
+    one = np.array([[1.0, 2.0, 0.5]], np.float32)
+    with pytest.raises(ShapeError, match="at least 10"):
+        RigidFlow()(one, one)  # ego motion cannot be estimated from one point
+    res = RigidFlow()(one, one + 0.1, ego_motion=E)  # documented: ego flow only
+    assert np.allclose(res.flow, [[0.5, 0.0, 0.0]]) and res.extras["clusters"] == []
+    rng = np.random.default_rng(0)
+    plane = np.c_[rng.uniform(-20, 20, (3000, 2)), rng.normal(0, 0.01, 3000)].astype(np.float32)
+    res = RigidFlow()(plane, plane, ego_motion=E)  # all ground
+    assert (res.extras["labels1"] == -2).all() and np.allclose(res.flow, [0.5, 0, 0], atol=1e-5)
+    sample = synthetic_lidar_pair(seed=0, beams=16, azimuths=256)
+    res = RigidFlow(box=(100, 100, 0, 101, 101, 1))(sample.pc1, sample.pc2, ego_motion=sample.ego_motion)
+    assert res.extras["clusters"] == [] and np.allclose(res.flow, _ego_flow(sample), atol=1e-4)  # empty crop
+    with pytest.raises(ShapeError, match="both clouds need points"):
+        RigidFlow()(np.zeros((0, 3), np.float32), plane, ego_motion=E)
+
+
+def test_histogram_translation_finds_the_shift():
+    rng = np.random.default_rng(1)
+    src = rng.uniform([0, 0, 0], [4, 2, 1.5], (400, 3))
+    t = np.array([0.8, -0.3, 0.0])
+    dst = src[rng.permutation(400)[:350]] + t + rng.normal(0, 0.01, (350, 3))
+    est, err = histogram_translation(src, dst, max_translation=2.0)
+    assert np.abs(est - t).max() <= 0.05 + 1e-9 and err < 0.05
+    static, _ = histogram_translation(src, src + rng.normal(0, 0.01, src.shape), max_translation=2.0)
+    assert np.allclose(static, 0)
+
+
+def test_planar_projection():
+    c, s = np.cos(0.1), np.sin(0.1)
+    T = np.array([[c, -s, 0, 1.0], [s, c, 0, -2.0], [0, 0, 1, 0.3], [0, 0, 0, 1]])
+    pts = np.random.default_rng(0).normal(size=(50, 3))
+    P = planar_projection(pts, T)
+    assert np.allclose(P[:2], T[:2]) and np.allclose(P[2], [0, 0, 1, 0])
+
+
+def test_registry_and_options():
+    assert isinstance(get_scene_flow_method("rigid"), RigidFlow)
+    assert isinstance(get_scene_flow_method("rigid+nsfp"), RigidNSFP)
+    with pytest.raises(UnknownNameError, match="ground: expected one of"):
+        RigidFlow(ground="magic")
+    with pytest.raises(UnknownNameError, match="icp: expected one of"):
+        RigidFlow(icp="ndt")
+    with pytest.raises(UnknownNameError, match="refine: expected 'unexplained' or 'all'"):
+        RigidNSFP(refine="some")
