@@ -144,12 +144,18 @@ def _validate(cfg: TrainConfig, trainer, model, device, info: DistInfo) -> dict:
     from ..eval import evaluate
     from ..models.method import NetworkFlowMethod
 
+    from .data import ROOT_SUBDIRS
+
     name = "synthetic-flow" if cfg.val_dataset == "synthetic" else cfg.val_dataset
+    root = cfg.val_root
+    if root is None and cfg.root is not None:  # the training root, or its RAFT-named sub-folder
+        sub = Path(cfg.root) / ROOT_SUBDIRS.get(name, name)
+        root = str(sub) if sub.is_dir() else cfg.root
     method = NetworkFlowMethod(trainer.spec(), model, iters=cfg.val_iters, device=device)
     report = evaluate(
         name,
         method,
-        root=cfg.val_root if cfg.val_root is not None else cfg.root,
+        root=root,
         dataset_options=dict(cfg.val_options),
         max_samples=cfg.val_max_samples,
         progress=False,

@@ -101,3 +101,13 @@ def test_cli_bad_config_exits_2_with_the_message(tmp_path, capsys):
     assert code == 2 and "weight of 'sintel' must be a positive integer" in err
     code = main(["train", "--dataset", "things", "--root", str(tmp_path), "--out", str(tmp_path / "run3"), "--crop", "128", "128"])
     assert code == 2 and "FlyingThings3D" in capsys.readouterr().err
+
+
+def test_example_configs_are_valid():
+    from pathlib import Path
+
+    files = sorted((Path(__file__).resolve().parents[2] / "examples").glob("train_*.json"))
+    assert files
+    for path in files:
+        cfg = load_config(path, out="runs/x")
+        assert cfg.model in ("raft", "videoflow-bof", "videoflow-mof", "streamflow"), path

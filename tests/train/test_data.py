@@ -101,3 +101,33 @@ def test_kitti_sparse_ground_truth_through_the_mixture(sample_data, tmp_path):
         # sparse: vectors only at valid pixels, never interpolated between them
         assert torch.all(item["flow"][0][:, ~v] == 0)
         assert 0 < float(v.float().mean()) < 2 * frac + 0.05
+
+
+def test_sintel_stage_mixes_real_sintel_and_kitti_under_one_root(sample_data, tmp_path):
+    """stage-sintel over ROOT/Sintel and ROOT/KITTI (RAFT's folder names), clips of T=3 frames."""
+    sintel = sample_data / "sintel_alley_1"
+    for sub in ("clean", "final", "flow", "occlusions", "invalid"):
+        if (sintel / sub).is_dir():
+            (tmp_path / "Sintel" / "training" / sub).mkdir(parents=True)
+            (tmp_path / "Sintel" / "training" / sub / "alley_1").symlink_to(sintel / sub)
+    kitti = sample_data / "kitti2015_flow_000000"
+    train = tmp_path / "KITTI" / "training"
+    (train / "image_2").mkdir(parents=True)
+    (train / "flow_occ").mkdir()
+    for name in ("000000_10.png", "000000_11.png"):
+        (train / "image_2" / name).symlink_to(kitti / name)
+    (train / "flow_occ" / "000000_10.png").symlink_to(kitti / "flow_gt.png")
+
+    mix = build_mixture("stage-sintel", root=tmp_path, frames=2, crop_size=(128, 256))
+    # alley_1 frames 1-4: 3 pairs per pass; one KITTI pair
+    assert [len(d) for d in mix.loaders] == [3, 3, 1]
+    assert len(mix) == 100 * 3 + 100 * 3 + 200 * 1
+    assert "200*kitti2015(1)" in mix.describe() and len(mix.skipped) == 2
+    k, i = mix.locate(600)
+    assert (k, i) == (2, 0) and mix.params[2].sparse and not mix.params[0].sparse
+    item = mix[(5, 1)]
+    assert item["frames"].shape == (2, 3, 128, 256) and bool(item["valid"].float().mean() > 0.5)  # dense Sintel
+    # T=3 clips: Sintel tiles the scene (every pair has ground truth); KITTI needs its multiview frames
+    mix3 = build_mixture("sintel-clean", root=tmp_path, frames=3, crop_size=(128, 256))
+    item = mix3[(0, 0)]
+    assert item["flow"].shape == (2, 2, 128, 256) and bool(item["valid"][:, :, :].any(dim=(1, 2)).all())
