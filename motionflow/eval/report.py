@@ -29,6 +29,7 @@ import math
 import os
 import platform
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -186,14 +187,21 @@ def environment(device: str = "cpu") -> dict:
         "cpu_count": os.cpu_count(),
         "git_sha": git_sha(),
     }
-    try:
+    if str(device).startswith("cuda"):
         import torch
 
         env["torch"] = torch.__version__
-        if str(device).startswith("cuda") and torch.cuda.is_available():
+        if torch.cuda.is_available():
             env["device_name"] = torch.cuda.get_device_name(torch.device(device))
-    except ImportError:  # pragma: no cover - torch is a hard dependency
-        env["torch"] = None
+    elif "torch" in sys.modules:
+        env["torch"] = sys.modules["torch"].__version__
+    else:  # scoring predictions needs no torch: read its version without importing it (seconds)
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            env["torch"] = version("torch")
+        except PackageNotFoundError:  # pragma: no cover - torch is a hard dependency
+            env["torch"] = None
     return env
 
 

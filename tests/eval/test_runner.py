@@ -232,3 +232,56 @@ def test_ray_local_cluster_matches_pool_and_single_process(tmp_path):
         assert ray.is_initialized()  # evaluate leaves a Ray instance it did not start alone
     finally:
         ray.shutdown()
+
+
+
+_CRASHING_SCRIPT = """
+import os, sys
+import numpy as np
+from motionflow.datasets.synthetic import synthetic_lidar_pair
+from motionflow.eval import evaluate
+from motionflow.eval.runner import SampleList
+
+calls = []
+
+class DiesAtThird:
+    name = "dies-at-third"
+    def __call__(self, pc1, pc2):
+        calls.append(1)
+        if len(calls) == 3 and sys.argv[2] == "crash":
+            os._exit(9)  # a hard crash: no cleanup, no exception handling
+        return np.full_like(np.asarray(pc1), 0.25)
+
+pairs = [synthetic_lidar_pair(seed=s, beams=4, azimuths=32) for s in range(4)]
+report = evaluate(SampleList(pairs, name="synthetic-lidar"), DiesAtThird(), out=sys.argv[1], progress=False)
+print("computed", len(calls), "epe3d", repr(report.value("epe3d")))
+"""
+
+
+class _Quarter:
+    name = "dies-at-third"
+
+    def __call__(self, pc1, pc2):
+        return np.full_like(np.asarray(pc1), 0.25)
+
+
+def test_resume_after_a_hard_crash_of_the_process(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "r.json"
+
+    def run(mode):
+        return subprocess.run([sys.executable, "-c", _CRASHING_SCRIPT, str(out), mode], capture_output=True, text=True, timeout=300)
+
+    crashed = run("crash")
+    assert crashed.returncode == 9 and not out.exists(), crashed.stderr
+    lines = out.with_name("r.samples.jsonl").read_text().splitlines()
+    assert len(lines) == 1 + 2  # header + the two samples finished before the crash
+    resumed = run("ok")
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.startswith("computed 2 ")  # only the two missing samples were computed
+    pairs = [synthetic_lidar_pair(seed=s, beams=4, azimuths=32) for s in range(4)]
+    fresh = evaluate(SampleList(pairs, name="synthetic-lidar"), _Quarter(), progress=False)
+    assert resumed.stdout.split("epe3d ")[1].strip() == repr(fresh.value("epe3d"))  # bit-identical
+    assert json.loads(out.read_text())["metrics"]["epe3d"]["value"] == fresh.value("epe3d")
