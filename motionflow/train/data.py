@@ -215,9 +215,14 @@ class Mixture(torch.utils.data.Dataset):
         frames: T; crop_size: ``(h, w)``; augment: apply the augmentation (False: centre crop only).
         backward: also return ``backward`` / ``backward_valid`` (from ``meta["backward_flow"]``).
         skipped: descriptions of stage terms left out (no loader).
+        add_noise: RAFT's ``--add_noise``: Gaussian noise of standard deviation ``U(0, 5)`` added to the
+            frames, clamped to [0, 255] (RAFT draws one deviation per batch in the training loop; here one
+            per clip, from the clip's seed, so noise does not depend on how the batch is split over ranks).
     """
 
-    def __init__(self, terms, loaders, frames: int, crop_size, augment: bool = True, backward: bool = False, skipped=()):
+    def __init__(self, terms, loaders, frames: int, crop_size, augment: bool = True, backward: bool = False, skipped=(),
+                 add_noise: bool = False):
+        self.add_noise = bool(add_noise)
         self.terms, self.loaders = list(terms), list(loaders)
         self.frames, self.crop_size, self.augment, self.backward = int(frames), tuple(crop_size), augment, backward
         self.skipped = list(skipped)
@@ -264,12 +269,17 @@ class Mixture(torch.utils.data.Dataset):
         if t != self.frames:
             raise ShapeError(f"sample {sample.id!r}: expected a clip of {self.frames} frames, found {t} (scene too short?)")
         flow, valid, back, back_valid = self._ground_truth(sample, t)
+        rng = np.random.default_rng(seed)
         if self.augment:
-            rng = np.random.default_rng(seed)
             out = augment_clip(sample.frames, flow, valid, self.params[k], rng, back, back_valid)
         else:
             out = _centre_crop(sample.frames, flow, valid, back, back_valid, self.crop_size, sample.id)
         item = {"frames": out[0], "flow": out[1], "valid": out[2]}
+        if self.add_noise:
+            stdv = rng.uniform(0.0, 5.0)
+            g = torch.Generator().manual_seed(int(rng.integers(2**62)))
+            noise = torch.randn(item["frames"].shape, generator=g)
+            item["frames"] = (item["frames"] + stdv * noise).clamp(0.0, 255.0)
         if self.backward:
             item["backward"], item["backward_valid"] = out[3], out[4]
         return item
@@ -345,8 +355,8 @@ class ClipSampler:
 
 
 def build_mixture(dataset_spec, root=None, frames: int = 2, crop_size=(368, 496), augment: bool = True,
-                  roots=None, synthetic: Optional[dict] = None, backward: bool = False) -> Mixture:
+                  roots=None, synthetic: Optional[dict] = None, backward: bool = False, add_noise: bool = False) -> Mixture:
     """Terms -> loaders -> :class:`Mixture` (see the module docstring)."""
     terms, skipped = expand_terms(dataset_spec)
     loaders = [build_loader(t, root, frames, roots, synthetic) for t in terms]
-    return Mixture(terms, loaders, frames, crop_size, augment=augment, backward=backward, skipped=skipped)
+    return Mixture(terms, loaders, frames, crop_size, augment=augment, backward=backward, skipped=skipped, add_noise=add_noise)

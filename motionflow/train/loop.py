@@ -263,7 +263,7 @@ def _train(cfg, trainer, frames, out, device, info, resume, stop_at, callback, C
 
     mixture = build_mixture(
         cfg.dataset, cfg.root, frames, tuple(cfg.crop), augment=cfg.augment, roots=cfg.roots,
-        synthetic=cfg.synthetic, backward=cfg.supervise_backward,
+        synthetic=cfg.synthetic, backward=cfg.supervise_backward, add_noise=cfg.add_noise,
     )
     end = cfg.max_steps if stop_at is None else min(int(stop_at), cfg.max_steps)
     sampler = ClipSampler(len(mixture), cfg.batch_size, cfg.seed, info.rank, info.world_size, start, end)

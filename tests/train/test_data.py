@@ -131,3 +131,34 @@ def test_sintel_stage_mixes_real_sintel_and_kitti_under_one_root(sample_data, tm
     mix3 = build_mixture("sintel-clean", root=tmp_path, frames=3, crop_size=(128, 256))
     item = mix3[(0, 0)]
     assert item["flow"].shape == (2, 2, 128, 256) and bool(item["valid"][:, :, :].any(dim=(1, 2)).all())
+
+
+def test_raft_noise_is_seeded_per_clip_and_clamped():
+    opts = dict(frames=2, crop_size=(64, 64), augment=False, synthetic={"num_samples": 1, "size": (64, 64)})
+    clean = build_mixture("synthetic", **opts)[(0, 5)]["frames"]
+    noisy = build_mixture("synthetic", add_noise=True, **opts)
+    a, b, c = noisy[(0, 5)]["frames"], noisy[(0, 5)]["frames"], noisy[(0, 6)]["frames"]
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    d = a - clean
+    assert 0 < float(d.std()) < 5.5 and float(a.min()) >= 0 and float(a.max()) <= 255
+
+
+def test_backward_ground_truth_follows_the_same_augmentation():
+    from motionflow.datasets.synthetic import synthetic_clip
+    from motionflow.train.data import Mixture, Term
+
+    clip = synthetic_clip(num_frames=3, size=(80, 96), seed=2)
+    # a stand-in backward ground truth: for a constant field, backward = -forward must survive augmentation
+    clip.flow[:] = np.array([1.5, -0.5], np.float32)[None, :, None, None]
+    clip.meta["backward_flow"] = -clip.flow
+    mix = Mixture([Term("synthetic-flow", 1, (), "default")], [[clip]], frames=3, crop_size=(64, 64), backward=True)
+    seen = set()
+    for seed in range(4):
+        item = mix[(0, seed)]
+        assert item["backward"].shape == (2, 2, 64, 64) and item["backward_valid"].all()
+        assert torch.allclose(item["backward"], -item["flow"], atol=1e-5)
+        seen.add(round(float(item["flow"][0, 0, 32, 32]), 4))
+    assert len(seen) > 1  # the seeds did scale / flip the clip differently
+    # without backward ground truth in the sample, the backward masks are all False
+    del clip.meta["backward_flow"]
+    assert not mix[(0, 0)]["backward_valid"].any()
