@@ -25,6 +25,10 @@ skipped (:attr:`Mixture.skipped` lists them and the CLI prints them), so the mix
 (``Sintel``, ``KITTI``, ``KITTI2012``, ``FlyingChairs_release``, ``middlebury``; :data:`ROOT_SUBDIRS`) and
 falls back to the root itself; ``roots={name: dir}`` in the config overrides per loader.
 
+**Sintel** is read with ``use_invalid=False``: RAFT and VideoFlow supervise every pixel of the
+``.flo`` files (their valid mask is ``|u|, |v| < 1000``), including the pixels of Sintel's ``invalid/``
+masks that the evaluation excludes.
+
 **Clips.** Every sample is a clip of exactly ``T`` frames (the loader's ``frames`` option: Sintel
 ``clips="tile"``, so every pair of a clip has ground truth; KITTI centred on the annotated pair, which
 is then the only pair with ground truth; FlyingChairs has pairs only). The batch holds ``frames``
@@ -148,6 +152,14 @@ def _valid_names() -> list:
     return sorted(set(TRAINABLE) | set(ALIASES) | set(STAGES))
 
 
+def _loader_options(loader: str, opts: dict) -> tuple:
+    opts = dict(opts)
+    if loader == "sintel":
+        # RAFT / VideoFlow train on every Sintel pixel (valid = |flow| < 1000), not only outside invalid/
+        opts.setdefault("use_invalid", False)
+    return tuple(sorted(opts.items()))
+
+
 def expand_terms(spec) -> tuple[list, list]:
     """Dataset spec -> ``(terms, skipped)``; stages expand to their published terms (weights multiply)."""
     terms, skipped = [], []
@@ -158,7 +170,7 @@ def expand_terms(spec) -> tuple[list, list]:
                     skipped.append(f"{w * weight}*{sub} ({NO_LOADER[sub]}: no loader in motionflow)")
                     continue
                 loader, opts = ALIASES.get(sub, (sub, {}))
-                terms.append(Term(loader, w * weight, tuple(sorted(opts.items())), aug, sub))
+                terms.append(Term(loader, w * weight, _loader_options(loader, opts), aug, sub))
             continue
         if name in NO_LOADER:
             raise UnknownNameError(
@@ -167,7 +179,7 @@ def expand_terms(spec) -> tuple[list, list]:
         loader, opts = ALIASES.get(name, (name, {}))
         if loader not in TRAINABLE:
             raise UnknownNameError(f"dataset: unknown training dataset {name!r}; valid choices: {', '.join(_valid_names())}")
-        terms.append(Term(loader, weight, tuple(sorted(opts.items())), DEFAULT_AUGMENT.get(loader, "default"), name))
+        terms.append(Term(loader, weight, _loader_options(loader, opts), DEFAULT_AUGMENT.get(loader, "default"), name))
     if not terms:
         raise UnknownNameError(f"dataset: nothing left to train on in {spec!r} after skipping: {'; '.join(skipped)}")
     return terms, skipped

@@ -23,8 +23,8 @@ def test_parse_weights():
 def test_sintel_stage_is_raft_mix_without_the_missing_loaders():
     terms, skipped = expand_terms("stage-sintel")
     assert [(t.label, t.weight, t.augment, dict(t.options)) for t in terms] == [
-        ("sintel-clean", 100, "sintel", {"pass_name": "clean"}),
-        ("sintel-final", 100, "sintel", {"pass_name": "final"}),
+        ("sintel-clean", 100, "sintel", {"pass_name": "clean", "use_invalid": False}),
+        ("sintel-final", 100, "sintel", {"pass_name": "final", "use_invalid": False}),
         ("kitti2015", 200, "kitti-mix", {}),
     ]
     assert len(skipped) == 2 and "5*hd1k" in skipped[0] and "things-clean" in skipped[1]
