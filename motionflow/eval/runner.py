@@ -428,6 +428,65 @@ def _records_path(out, records) -> Optional[Path]:
     return None
 
 
+# -- protocol and summary ------------------------------------------------------------------------
+def make_protocol(kind: str, name: str, protocol: Optional[str] = None, rel_eps: Optional[float] = None) -> dict:
+    """The metric protocol of an evaluation: which reductions, eps and extra protocols apply.
+
+    Optical: ``{"kind": "optical", "dataset", "optical": PROTOCOLS key}`` (from the dataset name unless
+    ``protocol`` names one). Scene: ``{"kind": "scene", "dataset", "av2": bool, "rel_eps"}``.
+    """
+    from .optical import PROTOCOLS
+    from .scene import NSFP_REL_EPS
+
+    if kind == "optical":
+        if protocol is not None and protocol not in PROTOCOLS:
+            raise UnknownNameError(f"evaluate: unknown optical protocol {protocol!r}; valid choices: {', '.join(sorted(PROTOCOLS))}")
+        return {"kind": "optical", "dataset": name, "optical": protocol or (name if name in PROTOCOLS else "default")}
+    if protocol not in (None, "av2", "default"):
+        raise UnknownNameError(f"evaluate: unknown scene-flow protocol {protocol!r}; valid choices: av2, default")
+    return {
+        "kind": "scene",
+        "dataset": name,
+        "av2": protocol == "av2" or (protocol is None and name == "av2"),
+        "rel_eps": NSFP_REL_EPS if rel_eps is None else float(rel_eps),
+    }
+
+
+def describe_protocol(protocol: dict, acc: Accumulator) -> dict:
+    """The report's ``protocol`` entry: the protocol plus its default reductions and any caveats."""
+    info = dict(protocol)
+    if protocol["kind"] == "optical":
+        from .optical import BASE_METRICS, PROTOCOLS
+
+        info["default_reductions"] = {b: PROTOCOLS[protocol["optical"]].reduction(b) for b in BASE_METRICS}
+        return info
+    info["default_reduction"] = "sample"
+    notes = []
+    if acc.n("av2:no_ground_labels"):
+        notes.append(f"{acc.n('av2:no_ground_labels')} samples had no ground labels: their ground points were scored "
+                     "(the official AV2 eval masks exclude ground)")
+    if acc.n("av2:no_class_labels"):
+        notes.append(f"{acc.n('av2:no_class_labels')} samples had no class labels: no EPE 3-way / bucketed EPE for them")
+    if notes:
+        info["notes"] = notes
+    return info
+
+
+def _runtime(ordered: list, computed: int, resumed: int, wall: float, engine: str, workers: int) -> dict:
+    cuda = [r["peak_cuda_mb"] for r in ordered if r.get("peak_cuda_mb") is not None]
+    return {
+        "seconds_per_sample": float(np.mean([r["seconds"] for r in ordered])) if ordered else None,
+        "wall_seconds_per_sample": float(np.mean([r["wall_seconds"] for r in ordered])) if ordered else None,
+        "total_seconds_this_run": wall,
+        "samples_this_run": computed,
+        "samples_resumed": resumed,
+        "peak_rss_mb": max((r.get("peak_rss_mb") or 0.0 for r in ordered), default=peak_rss_mb()),
+        "peak_cuda_mb": max(cuda) if cuda else None,
+        "engine": engine,
+        "workers": int(workers),
+    }
+
+
 # -- public entry point -------------------------------------------------------------------------
 def evaluate(
     dataset,
@@ -480,8 +539,6 @@ def evaluate(
             default reductions (default: from the dataset name).
         rel_eps: scene flow ``rel = epe / (||gt|| + rel_eps)`` (default 1e-20, NSFP; SCOOP uses 1e-4).
     """
-    from .scene import NSFP_REL_EPS
-
     if (method is None) == (predictions_dir is None):
         raise UnknownNameError("evaluate: expected exactly one of method or predictions_dir, found "
                                + ("both" if method is not None else "neither"))
@@ -512,18 +569,7 @@ def evaluate(
     name = getattr(ds, "name", dataset if isinstance(dataset, str) else type(ds).__name__)
     if isinstance(method, str):
         check_method_name(method, kind)
-    from .optical import PROTOCOLS, optical_protocol
-
-    if kind == "optical":
-        if protocol is not None and protocol not in PROTOCOLS:
-            raise UnknownNameError(f"evaluate: unknown optical protocol {protocol!r}; valid choices: {', '.join(sorted(PROTOCOLS))}")
-        opt = protocol or next((k for k, v in PROTOCOLS.items() if v is optical_protocol(name)), "default")
-        spec.protocol = {"kind": "optical", "dataset": name, "optical": opt}
-    else:
-        if protocol not in (None, "av2", "default"):
-            raise UnknownNameError(f"evaluate: unknown scene-flow protocol {protocol!r}; valid choices: av2, default")
-        av2 = protocol == "av2" or (protocol is None and name == "av2")
-        spec.protocol = {"kind": "scene", "dataset": name, "av2": av2, "rel_eps": NSFP_REL_EPS if rel_eps is None else float(rel_eps)}
+    spec.protocol = make_protocol(kind, name, protocol, rel_eps)
     if not isinstance(dataset, str):
         spec.dataset = ds  # sent to workers as is (a name is rebuilt by each worker)
 
@@ -577,35 +623,11 @@ def evaluate(
     ordered = [all_records[i] for i in indices]
     acc = Accumulator.merged(Accumulator.from_partial(r["partial"]) for r in ordered)
     metrics = finalize_metrics(spec.protocol, acc)
-    seconds = [float(r["seconds"]) for r in ordered]
-    runtime = {
-        "seconds_per_sample": float(np.mean(seconds)) if seconds else None,
-        "wall_seconds_per_sample": float(np.mean([r["wall_seconds"] for r in ordered])) if ordered else None,
-        "total_seconds_this_run": wall,
-        "samples_this_run": len(new),
-        "samples_resumed": len(indices) - len(todo),
-        "peak_rss_mb": max((r.get("peak_rss_mb") or 0.0 for r in ordered), default=peak_rss_mb()),
-        "peak_cuda_mb": max((r["peak_cuda_mb"] for r in ordered if r.get("peak_cuda_mb") is not None), default=None),
-        "engine": engine,
-        "workers": int(workers),
-    }
+    runtime = _runtime(ordered, len(new), len(indices) - len(todo), wall, engine, workers)
     per_sample = [
         {"id": r["id"], "index": r["index"], "metrics": r["metrics"], "seconds": r["seconds"]} for r in ordered
     ]
-    protocol_info = dict(spec.protocol)
-    if kind == "optical":
-        red = PROTOCOLS[spec.protocol["optical"]].reductions
-        protocol_info["default_reductions"] = {b: red.get(b, "pixel") for b in ("epe", "px1", "px3", "px5", "fl_all")}
-    else:
-        protocol_info["default_reduction"] = "sample"
-        notes = []
-        if acc.n("av2:no_ground_labels"):
-            notes.append(f"{acc.n('av2:no_ground_labels')} samples had no ground labels: their ground points were scored "
-                         "(the official AV2 eval masks exclude ground)")
-        if acc.n("av2:no_class_labels"):
-            notes.append(f"{acc.n('av2:no_class_labels')} samples had no class labels: no EPE 3-way / bucketed EPE for them")
-        if notes:
-            protocol_info["notes"] = notes
+    protocol_info = describe_protocol(spec.protocol, acc)
     report = Report(
         dataset=name,
         split=split,
@@ -621,4 +643,7 @@ def evaluate(
     return report
 
 
-__all__ = ["EvalSpec", "SampleList", "evaluate", "evaluate_sample", "finalize_metrics", "sample_partial"]
+__all__ = [
+    "EvalSpec", "SampleList", "describe_protocol", "evaluate", "evaluate_sample", "finalize_metrics",
+    "make_protocol", "sample_partial", "work_units",
+]

@@ -139,7 +139,9 @@ def test_kitti_predictions_known_epe_and_fl_all(sample_data, tmp_path):
     out = tmp_path / "kitti.json"
     assert main(["eval", "--dataset", "kitti2015", "--root", str(root), "--predictions", str(pred), "--out", str(out),
                  "--no-progress"]) == 0
-    m = _report(out)["metrics"]
+    rep = _report(out)
+    assert rep["protocol"]["default_reductions"] == {"epe": "image", "px1": "pixel", "px3": "pixel", "px5": "pixel", "fl_all": "pixel"}
+    m = rep["metrics"]
     assert m["epe"]["reduction"] == "image" and m["epe"]["value"] == pytest.approx(4.0, abs=1e-6)
     # Fl: epe 4 > 3 px everywhere, so a pixel is an outlier iff 4 > 5 % of |gt|, i.e. |gt| < 80 px
     mag = np.linalg.norm(gt[valid].astype(np.float64), axis=1)
