@@ -23,6 +23,7 @@ def scene_flow_bev(
     resolution: float = 0.1,
     max_flow: float | None = None,
     min_flow: float = 0.05,
+    point_size: int = 2,
 ) -> np.ndarray:
     """Bird's-eye image of ``points`` coloured by the horizontal part of ``flow``.
 
@@ -39,6 +40,7 @@ def scene_flow_bev(
         resolution: metres per pixel.
         max_flow: flow magnitude at full saturation (default: the 99th percentile, at least 0.5 m).
         min_flow: below this magnitude a point is drawn as static.
+        point_size: side of the square (pixels) drawn for each point.
 
     Returns:
         ``(S, S, 3)`` uint8 RGB with ``S = 2 * extent / resolution``, black background.
@@ -56,9 +58,14 @@ def scene_flow_bev(
         keep = (row >= 0) & (row < size) & (col >= 0) & (col < size) & np.isfinite(xyz).all(1)
         return row[keep], col[keep], keep
 
+    def draw(rows, cols, colours):
+        for dr in range(point_size):
+            for dc in range(point_size):
+                image[np.minimum(rows + dr, size - 1), np.minimum(cols + dc, size - 1)] = colours
+
     if background is not None:
         r, c, _ = pixels(_as_points("background", background))
-        image[r, c] = (70, 70, 70)
+        draw(r, c, (70, 70, 70))
 
     horizontal = f[:, :2]
     speed = np.linalg.norm(np.nan_to_num(horizontal), axis=1)
@@ -70,5 +77,5 @@ def scene_flow_bev(
     colours[static] = (170, 170, 170)
     r, c, keep = pixels(p)
     order = np.argsort(speed[keep], kind="stable")  # movers drawn last, on top
-    image[r[order], c[order]] = colours[keep][order]
+    draw(r[order], c[order], colours[keep][order])
     return image

@@ -67,7 +67,7 @@ def test_error_map_uses_kitti_bins():
 def test_scene_flow_bev_places_and_colours_points():
     points = np.array([[10.0, 0.0, 0.0], [0.0, 10.0, 0.0], [-10.0, -10.0, 0.0]])
     flow = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
-    img = scene_flow_bev(points, flow, extent=20.0, resolution=1.0, max_flow=1.0)
+    img = scene_flow_bev(points, flow, extent=20.0, resolution=1.0, max_flow=1.0, point_size=1)
     assert img.shape == (40, 40, 3)
     # +x is up: row = (20 - 10) = 10, col = 20; moving forward (up in the image) -> "up" colour
     assert img[10, 20].tolist() == [88, 0, 255]
@@ -75,5 +75,7 @@ def test_scene_flow_bev_places_and_colours_points():
     # moving to -y (right in the image) -> "right" colour
     assert img[30, 30].tolist() == [255, 0, 0]
     assert img.sum() == np.array([88 + 255, 3 * 170, 255]).sum()
+    thick = scene_flow_bev(points, flow, extent=20.0, resolution=1.0, max_flow=1.0, point_size=2)
+    assert thick[11, 21].tolist() == [88, 0, 255] and (thick.sum(-1) > 0).sum() == 12
     with pytest.raises(ShapeError, match="2 points but 3"):
         scene_flow_bev(points[:2], flow)
