@@ -17,7 +17,9 @@ scored frame). KITTI uses the ground-truth flow name (``meta["flow_occ_path"]``)
 loader's own filtering, e.g. NaN rows).
 
 A missing or mis-shaped prediction raises an error naming the sample and the file: nothing is
-skipped silently.
+skipped silently. Predictions must be dense. Deviation: the KITTI devkit accepts sparse estimates
+(invalid pixels, B = 0) and fills them by background interpolation before scoring; we refuse them
+with an error that counts the invalid pixels.
 """
 
 from __future__ import annotations
