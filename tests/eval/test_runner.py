@@ -13,6 +13,7 @@ from motionflow.errors import DatasetNotFoundError, FormatError, ShapeError, Unk
 from motionflow.eval import Report, evaluate, write_prediction
 from motionflow.eval.runner import SampleList, work_units
 from motionflow.eval.scene import AV2_CATEGORY_TO_INDEX
+from motionflow.io import write_flow
 from motionflow.types import FlowPrediction, SceneFlowSample
 
 OFFSET = np.array([0.3, 0.4], np.float32)[None, :, None, None]  # |offset| = 0.5 px
@@ -69,6 +70,11 @@ def test_missing_and_misshaped_predictions_are_errors_naming_the_sample(tmp_path
         evaluate(ds, predictions_dir=tmp_path / "pred", progress=False)
     write_prediction(tmp_path / "pred", ds.name, ds.samples[1], np.zeros((1, 2, 10, 10), np.float32))
     with pytest.raises(ShapeError, match=r"sample 'clip1'.*expected flow of shape \(24, 32, 2\), found \(10, 10, 2\)"):
+        evaluate(ds, predictions_dir=tmp_path / "pred", progress=False)
+    sparse = np.moveaxis(ds.samples[1].flow[0], 0, -1).copy()
+    sparse[:2, :3] = np.nan  # 6 pixels without an estimate
+    write_flow(tmp_path / "pred" / "clip1.flo", sparse)
+    with pytest.raises(ShapeError, match=r"sample 'clip1'.*expected a flow at every pixel, found 6 invalid pixels"):
         evaluate(ds, predictions_dir=tmp_path / "pred", progress=False)
 
 
