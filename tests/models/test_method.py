@@ -167,3 +167,29 @@ def test_raft_method_pads_small_frames_and_matches_the_network():
         ref = method.model(padded[:, 0], padded[:, 1], iters=1)[-1]
     torch.testing.assert_close(pred.flow[:, 0], crop_flow(ref, pad), rtol=0, atol=1e-5)
     assert pred.backward is None and pred.meta["on_demand_corr"] is False
+
+
+def test_raft_method_loads_a_dataparallel_file_and_checks_options(tmp_path):
+    from motionflow.errors import UnknownNameError
+    from motionflow.models import create_model
+    from motionflow.models.raft import RAFT_ALIASES, create_raft_method
+
+    torch.manual_seed(3)
+    src = create_model("raft").state_dict()
+    ckpt = {"module." + k: v for k, v in src.items()}
+    ckpt.update({"module." + a: src[c].clone() for a, c in RAFT_ALIASES.items()})
+    path = tmp_path / "raft-things.pth"
+    torch.save(ckpt, path)
+    method = create_raft_method(checkpoint=path, iters=7, device="cpu")
+    assert method.iters == 7 and method.precision == "fp32"
+    for k, v in method.model.state_dict().items():
+        assert torch.equal(v, src[k]), k
+    assert create_raft_method(weights="random", device="cpu").iters == 32  # official Sintel evaluation
+    with pytest.raises(CheckpointError, match="either checkpoint=... or weights='random'"):
+        create_raft_method(checkpoint=path, weights="random")
+    with pytest.raises(UnknownNameError, match="weights must be None or 'random', found 'imagenet'"):
+        create_raft_method(weights="imagenet")
+    with pytest.raises(UnknownNameError, match="precision must be one of fp32, fp16, bf16; found 'fp8'"):
+        create_raft_method(weights="random", precision="fp8")
+    with pytest.raises(UnknownNameError, match="unknown network 'flownet'; valid choices: raft, streamflow"):
+        create_model("flownet")
