@@ -56,3 +56,26 @@ def test_below_128_px_the_bare_network_is_nan_and_the_method_is_not():
 
     pred = NetworkFlowMethod(RAFT_SPEC, model, iters=1, device="cpu")(torch.stack([x, x], dim=1))
     assert pred.flow.shape == (1, 1, 2, 64, 128) and torch.isfinite(pred.flow).all()
+
+
+def test_correlation_stays_float32_under_autocast():
+    """As the official code: autocast covers the encoders and the update block, not the correlation."""
+    torch.manual_seed(0)
+    model = create_model("raft")
+    x1 = torch.rand(1, 3, 128, 128) * 255
+    x2 = torch.roll(x1, shifts=(1, 2), dims=(2, 3))
+    seen = []
+    update = model.update_block.forward
+
+    def spy(net, inp, corr, flow):
+        seen.append((net.dtype, corr.dtype, flow.dtype))
+        return update(net, inp, corr, flow)
+
+    model.update_block.forward = spy
+    with torch.no_grad():
+        ref = model(x1, x2, iters=1, test_mode=True)[1]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low, up = model(x1, x2, iters=1, test_mode=True)
+    assert seen == [(torch.float32,) * 3, (torch.bfloat16, torch.float32, torch.float32)]
+    assert low.dtype == up.dtype == torch.float32
+    assert (up - ref).abs().max() < 0.05 * ref.abs().max()
