@@ -81,8 +81,13 @@ def fuse_candidates(grey1: torch.Tensor, grey2: torch.Tensor, candidates: list[t
     if len(candidates) == 1:
         c = candidates[0]
         return c, torch.zeros(c.shape[0], *c.shape[-2:], dtype=torch.long, device=c.device)
-    costs = torch.cat([matching_cost(grey1, grey2, c, window) for c in candidates], 1)  # (B, K, H, W)
-    choice = costs.argmin(1)
-    stack = torch.stack(candidates, 1)  # (B, K, 2, H, W)
-    fused = torch.gather(stack, 1, choice[:, None, None].expand(-1, 1, 2, -1, -1))[:, 0]
-    return fused, choice
+    fused = candidates[0]
+    best = matching_cost(grey1, grey2, fused, window)
+    choice = torch.zeros_like(best, dtype=torch.long)
+    for k, cand in enumerate(candidates[1:], start=1):
+        cost = matching_cost(grey1, grey2, cand, window)
+        better = cost < best
+        fused = torch.where(better, cand, fused)
+        best = torch.where(better, cost, best)
+        choice = torch.where(better, torch.full_like(choice, k), choice)
+    return fused, choice[:, 0]

@@ -48,8 +48,8 @@ class VariationalParams:
         inner: red-black SOR sweeps per lagged update.
         omega: SOR relaxation factor (1 = Gauss-Seidel).
         median: median filter size after each warp (0 disables; Sun et al. use 5).
-        finest_warps, finest_outer: ``warps`` / ``outer`` at ``end_level`` (the most expensive level);
-            None = same as the other levels.
+        finest_warps, finest_outer, finest_inner: ``warps`` / ``outer`` / ``inner`` at ``end_level``
+            (the most expensive level); None = same as the other levels.
     """
 
     alpha: float = 20.0
@@ -65,6 +65,7 @@ class VariationalParams:
     median: int = 5
     finest_warps: int | None = None
     finest_outer: int | None = None
+    finest_inner: int | None = None
 
 
 def image_gradient(img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -166,11 +167,17 @@ def refine_level(
             inv_det = 1.0 / ((a11 + wsum) * (a22 + wsum) - a12 * a12)
             diag = torch.cat([a22 + wsum, a11 + wsum], 1) * inv_det
             off = a12 * inv_det
+            # d lives inside a zero-bordered buffer so that the neighbour sums need no padding
+            dp = F.pad(d, (1, 1, 1, 1))
+            d = dp[..., 1:-1, 1:-1]
+            right, left, down, up = weights
             for _ in range(params.inner):
                 for colour in (red, black):
-                    r = rhs + _neighbour_sum(d, weights)
+                    r = rhs + right * dp[..., 1:-1, 2:]
+                    r.addcmul_(left, dp[..., 1:-1, :-2]).addcmul_(down, dp[..., 2:, 1:-1]).addcmul_(up, dp[..., :-2, 1:-1])
                     new = diag * r - off * r.flip(1)
-                    d = d.addcmul_(colour, new - d)
+                    d.addcmul_(colour, new.sub_(d))
+            d = d.contiguous()
         flow = median_filter(flow + d, params.median)
     return flow
 
@@ -228,11 +235,12 @@ def refine_flow(
         size = tuple(p1[level].shape[-2:])
         cur = resize_flow(flow if cur is None else cur, size)
         level_params = params
-        if level == params.end_level and (params.finest_warps is not None or params.finest_outer is not None):
+        if level == params.end_level:
             level_params = replace(
                 params,
                 warps=params.warps if params.finest_warps is None else params.finest_warps,
                 outer=params.outer if params.finest_outer is None else params.finest_outer,
+                inner=params.inner if params.finest_inner is None else params.finest_inner,
             )
         cur = refine_level(p1[level], p2[level], cur, level_params)
     return resize_flow(cur, tuple(img1.shape[-2:]))
