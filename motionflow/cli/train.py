@@ -93,6 +93,10 @@ def run(args) -> int:
     except ConfigError as exc:
         print(f"motionflow train: error: {exc}", file=sys.stderr)
         return 2
+    import os
+
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
+        return 0
     last = result.history[-1] if result.history else None
     summary = f"trained {cfg.model} to step {result.step}; weights: {result.weights}"
     if last is not None:

@@ -132,7 +132,11 @@ def _seed_everything(seed: int) -> None:
 
 
 def _check_resume_config(stored: dict, cfg: TrainConfig) -> None:
-    current = cfg.to_dict()
+    import json
+
+    # compare as JSON values: a config read back from config.json has lists where the API had tuples
+    stored = json.loads(json.dumps(stored))
+    current = json.loads(json.dumps(cfg.to_dict()))
     diff = [k for k in current if k not in RESUME_MUTABLE and stored.get(k) != current[k]]
     if diff:
         pairs = ", ".join(f"{k}: {stored.get(k)!r} -> {current[k]!r}" for k in diff)

@@ -48,7 +48,7 @@ def test_tiny_raft_overfits_one_synthetic_clip(tmp_path):
 
 def test_resume_reproduces_the_uninterrupted_loss_curve(tmp_path):
     cfg = dict(TINY, max_steps=6, lr=4e-4, augment=True, crop=[64, 64], add_noise=True, checkpoint_every=2,
-               synthetic={"num_samples": 3, "size": [72, 80]}, batch_size=2)
+               synthetic={"num_samples": 3, "size": (72, 80)}, batch_size=2)
     full = train(dict(cfg, out=str(tmp_path / "full")))
     part = train(dict(cfg, out=str(tmp_path / "part")), stop_at=3)
     assert part.step == 3
@@ -56,7 +56,9 @@ def test_resume_reproduces_the_uninterrupted_loss_curve(tmp_path):
         train(dict(cfg, out=str(tmp_path / "part")))
     with pytest.raises(ConfigError, match=r"resume: the config differs.*lr: 0.0004 -> 0.0005"):
         train(dict(cfg, out=str(tmp_path / "part"), lr=5e-4), resume=True)
-    rest = train(dict(cfg, out=str(tmp_path / "part")), resume=True)
+    from motionflow.train import resume_config
+
+    rest = train(resume_config(tmp_path / "part"), resume=True)  # as `motionflow train --out part --resume`
     assert rest.step == 6 and [r["step"] for r in rest.history] == [4, 5, 6]
     assert _losses(tmp_path / "full") == _losses(tmp_path / "part")
     a = torch.load(tmp_path / "full" / "model.pth")
