@@ -70,3 +70,23 @@ def test_errors():
         ClassicalFlow()(torch.zeros(2, 3, 8, 8))
     with pytest.raises(ShapeError, match="T >= 2"):
         ClassicalFlow()(torch.zeros(1, 1, 3, 8, 8))
+
+
+def test_previous_pair_fills_occlusions_of_the_next():
+    """Multi-frame: with the previous pair's flows available, the later pairs of fast clips get
+    closer to the truth than when every pair is estimated on its own (measured, seeds 2 and 4)."""
+    with_prev, alone = ClassicalFlow(), ClassicalFlow(temporal=False)
+    gains = []
+    for seed in (2, 4):
+        s = synthetic_clip(num_frames=3, size=(80, 112), seed=seed, max_motion=10.0)
+        x = torch.from_numpy(s.frames).float()[None]
+        a = np.linalg.norm(with_prev(x).flow[0, 1].numpy() - s.flow[1], axis=0)
+        b = np.linalg.norm(alone(x).flow[0, 1].numpy() - s.flow[1], axis=0)
+        occ = s.occluded[1]
+        gains.append((b[occ].mean() - a[occ].mean(), b.mean() - a.mean()))
+    assert all(g_occ > 0.02 and g_all > 0 for g_occ, g_all in gains), gains
+
+
+def test_temporal_fill_option_is_checked():
+    with pytest.raises(UnknownNameError, match="temporal_fill"):
+        ClassicalFlow(temporal_fill="sometimes")(torch.zeros(1, 3, 3, 16, 16))
