@@ -196,6 +196,7 @@ class StreamFlow(nn.Module):
         predictions = []
         up = None
         for it in range(iters):
+            coords1 = coords1.detach()  # as RAFT and the official StreamFlow: no gradient across iterations
             with fp32:
                 corr = corr_fn(coords1)
             flow = coords1 - coords0
