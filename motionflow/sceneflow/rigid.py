@@ -50,10 +50,11 @@ Deviations from the reference (all deliberate, stated for the README):
 
 ``rigid+nsfp`` (:class:`RigidNSFP`) seeds the Neural Scene Flow Prior with the rigid flow: the MLP
 (NSFP architecture, last layers zero-initialised) learns a *residual* on top of the rigid flow
-``pc1 + rigid + g(pc1)`` with NSFP's truncated Chamfer and cycle term, on the non-ground points, with
-early stopping (patience 50, at most 500 iterations by default). By default the residual is applied only
-to the points the rigid model did not explain (non-ground points outside a matched cluster), so
-well-registered objects keep their exact rigid motion.
+``pc1 + rigid + g(pc1)`` with NSFP's truncated Chamfer and cycle term, with early stopping (patience 30,
+at most 300 iterations by default). By default the residual is fitted on and applied to only the points
+the rigid model did not explain (non-ground points outside a matched cluster, against the unmatched
+part of pc2), so well-registered objects keep their exact rigid motion and the fit is small; with fewer
+than ``min_refine_points`` such points the refinement is skipped.
 """
 
 from __future__ import annotations
@@ -493,11 +494,14 @@ class RigidNSFP(RigidFlow):
     """Rigid flow refined by the Neural Scene Flow Prior (registered as ``rigid+nsfp``).
 
     Args:
-        refine: ``"unexplained"`` (default: the residual moves only non-ground points that no matched
-            cluster explains) or ``"all"`` (every non-ground point).
-        stop: :class:`~motionflow.sceneflow.stopping.StopCriteria` or dict (default 500 iterations,
-            min_delta 1e-4, patience 50).
-        nsfp_points: fit the residual on at most this many random non-ground points per cloud (8192).
+        refine: ``"unexplained"`` (default: the residual is fitted on, and applied to, the non-ground
+            points outside matched clusters, against the pc2 points outside matched pc2 clusters) or
+            ``"all"`` (fitted on and applied to every non-ground point, on top of the rigid flow).
+        stop: :class:`~motionflow.sceneflow.stopping.StopCriteria` or dict (default 300 iterations,
+            min_delta 1e-4, patience 30).
+        nsfp_points: fit the residual on at most this many random points per cloud (4096).
+        min_refine_points: skip the neural refinement (rigid flow only) when fewer points are left to
+            refine in either cloud.
         lr, weight_decay, depth, width, truncate: NSFP's optimiser, MLP and Chamfer truncation.
         **rigid: :class:`RigidFlow` options.
 
@@ -507,7 +511,8 @@ class RigidNSFP(RigidFlow):
 
     name = "rigid+nsfp"
 
-    def __init__(self, refine: str = "unexplained", stop=None, nsfp_points: Optional[int] = 8192, lr: float = 0.008,
+    def __init__(self, refine: str = "unexplained", stop=None, nsfp_points: Optional[int] = 4096,
+                 min_refine_points: int = 10, lr: float = 0.008,
                  weight_decay: float = 1e-4, depth: int = 8, width: int = 128, truncate: Optional[float] = 2.0,
                  **rigid):
         super().__init__(**rigid)
@@ -516,8 +521,9 @@ class RigidNSFP(RigidFlow):
         if refine not in ("unexplained", "all"):
             raise UnknownNameError(f"{self.name} refine: expected 'unexplained' or 'all', found {refine!r}")
         self.refine = refine
-        self.stop = StopCriteria.coerce(stop, max_iters=500, min_delta=1e-4, patience=50, check_every=1)
+        self.stop = StopCriteria.coerce(stop, max_iters=300, min_delta=1e-4, patience=30, check_every=1)
         self.nsfp_points = None if nsfp_points is None else int(nsfp_points)
+        self.min_refine_points = int(min_refine_points)
         self.lr = float(lr)
         self.weight_decay = float(weight_decay)
         self.depth = int(depth)
@@ -545,8 +551,13 @@ class RigidNSFP(RigidFlow):
         dev = query.device
         ng1 = fit_rigid["labels"] != -2
         ng2 = ~fit_rigid["ground2"]
+        if self.refine == "unexplained":
+            # fit the residual only where the rigid model has no answer: pc1 points outside matched clusters
+            # against pc2 points outside the matched pc2 clusters (both non-ground)
+            ng1 &= ~fit_rigid["matched"]
+            ng2 &= ~np.isin(fit_rigid["labels2"], [m.dst_label for m in fit_rigid["matches"]])
         flow = torch.as_tensor(out["flow"], dtype=torch.float32, device=dev)
-        if ng1.sum() < 1 or ng2.sum() < 1 or self.stop.max_iters == 0:
+        if ng1.sum() < self.min_refine_points or ng2.sum() < self.min_refine_points or self.stop.max_iters == 0:
             extras["refined1"] = np.zeros(len(q), dtype=bool)
             return EstimateOutput(flow=flow, iterations=0, extras=extras)
         rng = np.random.default_rng(self.seed)
