@@ -20,12 +20,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional, Sequence
+from typing import Any, Iterable, Iterator, Optional
 
 import numpy as np
 import torch
 
-from .errors import FormatError, ShapeError
+from .errors import ShapeError
 from .types import FlowPrediction
 
 __all__ = [
@@ -117,8 +117,13 @@ def iter_clips(num_frames: int, clip_length: int) -> list[tuple[int, int]]:
     return clips
 
 
-def _call(method, clip: torch.Tensor) -> FlowPrediction:
-    pred = method(clip)
+def _call(method, clip: torch.Tensor, prev_flow=None) -> FlowPrediction:
+    """Call ``method`` on a clip; methods with ``accepts_prev_flow = True`` (``classical``) also get
+    the last flow of the previous clip ``(B, 2, H, W)`` as a temporal warm start."""
+    if prev_flow is not None and getattr(method, "accepts_prev_flow", False):
+        pred = method(clip, prev_flow=prev_flow)
+    else:
+        pred = method(clip)
     if not isinstance(pred, FlowPrediction):
         raise ShapeError(f"method {getattr(method, 'name', method)!r}: expected a FlowPrediction, found {type(pred).__name__}")
     b, t, _, h, w = clip.shape
@@ -137,8 +142,10 @@ def run_method(method, frames: torch.Tensor, progress: bool = False) -> FlowPred
     flows, backs = [], []
     has_back = True
     bar = _progress(len(clips), "clips", progress)
+    prev = None
     for start, stop in clips:
-        pred = _call(method, frames[:, start:stop])
+        pred = _call(method, frames[:, start:stop], prev)
+        prev = torch.as_tensor(pred.flow)[:, -1]
         flows.append(torch.as_tensor(pred.flow).float())
         if pred.backward is None:
             has_back = False
@@ -228,16 +235,20 @@ def stream_flow(
     """
     clip_length = int(getattr(method, "clip_length", 2) or 2)
     buffer: list[tuple[int, np.ndarray, np.ndarray]] = []  # (index, original, resized)
+    prev = None  # last flow of the previous clip (warm start), None after a chain break
 
     def flush(keep_last: bool):
-        nonlocal buffer
+        nonlocal buffer, prev
         if len(buffer) >= 2:
             clip = torch.from_numpy(np.stack([r for _, _, r in buffer])).permute(0, 3, 1, 2)[None].float()
-            flows = _call(method, clip).flow[0].detach().float().cpu()
+            flows = _call(method, clip, prev).flow[0].detach().float().cpu()
+            prev = flows[-1:] if keep_last else None
             for k in range(len(buffer) - 1):
                 index, original, _ = buffer[k]
                 f = _upscale_flow(flows[k], original.shape[:2])
                 yield index, original, f.permute(1, 2, 0).numpy()
+        else:
+            prev = None
         buffer = buffer[-1:] if keep_last else []
 
     for index, frame in frames:

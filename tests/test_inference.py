@@ -145,3 +145,32 @@ def test_frame_sources_video_folder_and_corrupt_frame(tmp_path):
         with VideoWriter(tmp_path / "x.mp4") as w:
             w.write(frames[0])
             w.write(np.zeros((16, 16, 3), np.uint8))
+
+
+class WarmStarted(RecordingMethod):
+    """Records the ``prev_flow`` warm start the engine hands over between clips."""
+
+    accepts_prev_flow = True
+
+    def __init__(self, clip_length):
+        super().__init__(clip_length)
+        self.prevs = []
+
+    def __call__(self, frames, prev_flow=None):
+        self.prevs.append(None if prev_flow is None else prev_flow.clone())
+        return super().__call__(frames)
+
+
+def test_engine_passes_the_previous_clips_last_flow_as_warm_start():
+    m = WarmStarted(3)
+    pred = estimate_flow(_frames(7), method=m)  # clips (0,3) (2,5) (4,7)
+    assert m.prevs[0] is None
+    torch.testing.assert_close(m.prevs[1][0], pred.flow[1])
+    torch.testing.assert_close(m.prevs[2][0], pred.flow[3])
+    # streaming: the same hand-over, and none after an unreadable frame
+    s = WarmStarted(3)
+    frames = [(i, np.full((4, 4, 3), i, np.uint8)) for i in range(8)]
+    frames[5] = (5, None)
+    list(stream_flow(iter(frames), s))  # clips [0,1,2] [2,3,4] | break | [6,7]
+    assert s.prevs[0] is None and s.prevs[1] is not None and s.prevs[2] is None
+    assert s.prevs[1][0, 0, 0, 0].item() == 1.0  # u of pair (1, 2): mean 2 - mean 1

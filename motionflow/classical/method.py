@@ -177,11 +177,13 @@ class ClassicalFlow:
             :class:`~motionflow.classical.variational.VariationalParams` (``alpha=10``, ``warps=3``...).
 
     ``clip_length`` is 8: the engine feeds 8-frame clips overlapping by one frame; inside a clip each
-    pair is warm-started from the previous one, and :meth:`__call__` also accepts ``prev_flow``.
+    pair is warm-started from the previous one, and across clips the engine passes the previous
+    clip's last flow as ``prev_flow`` (``accepts_prev_flow``).
     """
 
     name = "classical"
     clip_length = 8
+    accepts_prev_flow = True
 
     def __init__(self, preset: str = "default", device=None, **overrides):
         if preset not in PRESETS:
