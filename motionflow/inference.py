@@ -279,7 +279,7 @@ class VideoReport:
     Attributes:
         out: output folder.
         written: names of the flow files written by this run.
-        skipped: pairs whose flow already existed (resumed).
+        skipped: pairs whose flow already existed (resumed; not recomputed).
         unreadable: indices of frames that could not be read (no flow touches them).
         frames: frames read by this run.
         seconds: wall-clock time.
@@ -353,7 +353,8 @@ def process_video(
             built at the end from the flow files (so it is complete after a resumed run).
         max_size: process frames downscaled so their longer side is at most this; flows are scaled
             back to the original resolution.
-        resume: skip pairs whose flow file exists (reading starts at the first missing pair).
+        resume: skip pairs whose flow file exists (reading starts at the first missing pair, and
+            frames needed by no missing pair are read but not processed).
         progress: tqdm progress bar (frames, with frames per second).
 
     Returns:
@@ -378,25 +379,30 @@ def process_video(
 
     start = 0
     if resume:
+        report.skipped = sum(target(p).exists() for p in range(total - 1))
         while start < total - 1 and target(start).exists():
             start += 1
-        report.skipped = start
     t0 = time.perf_counter()
     bar = _progress(total, "frame", progress, initial=start)
     bad: list[int] = []
 
+    def missing(pair: int) -> bool:
+        # pairs past the container's frame count (an estimate for some videos) count as missing
+        return pair >= 0 and not (resume and target(pair).exists())
+
     def frames():
+        # a frame that belongs to no missing pair is not handed on: the gap breaks the chain, so
+        # flows that exist after the resume point (e.g. beyond an unreadable frame) are not recomputed
         for index, frame in src.iter(start=start, errors="yield"):
             report.frames += 1
             bar.update(1)
+            if frame is not None and not (missing(index - 1) or missing(index)):
+                continue
             yield index, frame
 
     try:
         for index, frame, flow in stream_flow(frames(), m, max_size=max_size, on_bad_frame=bad.append):
             path = target(index)
-            if resume and path.exists():
-                report.skipped += 1
-                continue
             if fmt == "reynolds-rgb":
                 from .classical.reynolds import reynolds_to_rgb
                 from .io.image import write_image

@@ -134,3 +134,18 @@ def test_reynolds_rgb_format(tmp_path, clip):
     img = read_image(out / "frame_0001.png")
     grey = (clip.frames[0].transpose(1, 2, 0) @ np.array([0.299, 0.587, 0.114])).round()
     assert np.abs(img[..., 2].astype(float) - grey).max() <= 1  # B channel = grey frame
+
+
+def test_rerun_after_a_corrupt_frame_recomputes_only_the_missing_pairs(tmp_path, clip):
+    from motionflow.registry import get_optical_flow_method
+
+    _write_frames(tmp_path / "frames", clip)
+    (tmp_path / "frames" / "frame_0002.png").write_bytes(b"broken")
+    out = tmp_path / "out"
+    dis = get_optical_flow_method("opencv-dis")
+    first = process_video(tmp_path / "frames", out, method=dis, progress=False)
+    assert first.written == ["frame_0003.flo", "frame_0004.flo"] and first.unreadable == [1]
+    counting = Interrupting(dis, fail_at=-1)
+    again = process_video(tmp_path / "frames", out, method=counting, progress=False)
+    assert again.written == [] and again.unreadable == [1] and again.skipped == 2
+    assert counting.calls == 0  # pairs beyond the bad frame exist: nothing recomputed
