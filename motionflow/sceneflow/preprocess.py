@@ -175,6 +175,8 @@ class Preprocessed:
         missing = ~self.keep1
         if fill != "nan" and missing.any():
             if fill == "zero":
+                if points is not None:
+                    missing &= np.isfinite(_np(points, "points")).all(1)
                 out[missing] = 0
             else:
                 if points is None:
