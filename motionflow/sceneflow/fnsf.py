@@ -32,7 +32,7 @@ class FastNSF(SceneFlowMethod):
 
     Args:
         stop: :class:`StopCriteria` or dict (default: 5000 iterations, min_delta 0.001, patience 10,
-            checked every iteration).
+            losses copied to the host every 10 iterations; see :class:`~motionflow.sceneflow.nsfp.NSFP`).
         lr: Adam learning rate (0.008).
         voxel_size: distance-field cell in metres (0.1).
         depth, width, activation, init: the MLP (8, 128, relu, xavier).
@@ -46,7 +46,7 @@ class FastNSF(SceneFlowMethod):
                  activation: str = "relu", init: str = "xavier", max_cells: int = DEFAULT_MAX_CELLS,
                  weight_decay: float = 0.0, **base):
         super().__init__(**base)
-        self.stop = StopCriteria.coerce(stop, max_iters=5000, min_delta=1e-3, patience=10, check_every=1)
+        self.stop = StopCriteria.coerce(stop, max_iters=5000, min_delta=1e-3, patience=10, check_every=10)
         self.lr = lr
         self.voxel_size = voxel_size
         self.net_options = dict(depth=depth, width=width, activation=activation, init=init)
