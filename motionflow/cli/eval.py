@@ -4,6 +4,7 @@
                     (--method M [--checkpoint P] [--iters N] | --predictions DIR)
                     --out REPORT.json [--max-samples N] [--workers N] [--engine local|ray [--address A]]
                     [--write-predictions DIR] [--device D] [--no-resume] [--option KEY=VALUE ...]
+                    [--method-option KEY=VALUE ...]
 
 Writes REPORT.json, REPORT.csv, REPORT.md and the per-sample records REPORT.samples.jsonl (a rerun
 with the same --out resumes from them). Exit codes: 0 ok, 1 failure, 2 bad usage (unknown dataset,
@@ -36,6 +37,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--option", action="append", default=[], metavar="KEY=VALUE",
         help="dataset loader option (repeatable), e.g. --option frames=3 --option 'size=(96, 128)'",
+    )
+    p.add_argument(
+        "--method-option", action="append", default=[], metavar="KEY=VALUE",
+        help="method option (repeatable), e.g. --method-option preset=accurate --method-option max_points=8192",
     )
     p.add_argument("--checkpoint", default=None, help="checkpoint file for learned methods")
     p.add_argument("--iters", type=int, default=None, help="refinement iterations for iterative methods")
@@ -72,20 +77,25 @@ def run(args) -> int:
         if not chunk_size.isdigit() or int(chunk_size) < 1:
             return usage(f"--chunk-size: expected a positive integer or 'scene', found {chunk_size!r}")
         chunk_size = int(chunk_size)
-    method_options = {}
+    parsed = {}
+    for flag, items in (("--option", args.option), ("--method-option", args.method_option)):
+        parsed[flag] = {}
+        for item in items:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                return usage(f"{flag}: expected KEY=VALUE, found {item!r}")
+            try:
+                parsed[flag][key] = ast.literal_eval(value)
+            except (ValueError, SyntaxError):
+                parsed[flag][key] = value  # a plain string
+    if args.predictions is not None and parsed["--method-option"]:
+        return usage("--method-option needs --method, not --predictions")
+    method_options = dict(parsed["--method-option"])
     if args.checkpoint is not None:
         method_options["checkpoint"] = args.checkpoint
     if args.iters is not None:
         method_options["iters"] = args.iters
-    dataset_options = {}
-    for item in args.option:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            return usage(f"--option: expected KEY=VALUE, found {item!r}")
-        try:
-            dataset_options[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            dataset_options[key] = value  # a plain string
+    dataset_options = dict(parsed["--option"])
     if args.pass_ is not None:
         dataset_options["pass_name"] = args.pass_
     report = evaluate(

@@ -253,3 +253,17 @@ def test_opencv_dis_baseline_on_kitti_and_sintel(sample_data, tmp_path):
     assert 0 < rep["metrics"]["epe"]["value"] < 5 and rep["metrics"]["epe"]["reduction"] == "pixel"
     print(f"opencv-dis: KITTI 000000 EPE {m['epe']['value']:.3f} Fl-all {m['fl_all']['value']:.2f}%; "
           f"Sintel alley_1 clean EPE {rep['metrics']['epe']['value']:.3f}")
+
+
+def test_method_options_reach_the_method(tmp_path, capsys):
+    out = str(tmp_path / "r.json")
+    # an unknown preset is rejected by the classical method itself: the option was passed through
+    rc = main(["eval", "--dataset", "synthetic-flow", "--option", "num_samples=1", "--option", "size=(32, 48)",
+               "--method", "classical", "--method-option", "preset=sloppy", "--out", out, "--no-progress"])
+    assert rc in (1, 2)
+    assert "sloppy" in capsys.readouterr().err
+    assert main(["eval", "--dataset", "synthetic-flow", "--method", "classical", "--method-option", "preset",
+                 "--out", out]) == 2
+    assert "--method-option: expected KEY=VALUE" in capsys.readouterr().err
+    assert main(["eval", "--dataset", "synthetic-flow", "--predictions", str(tmp_path), "--method-option", "a=1",
+                 "--out", out]) == 2
