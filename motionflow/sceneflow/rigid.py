@@ -214,13 +214,18 @@ class RigidFlow(SceneFlowMethod):
     """ICP-Flow style rigid scene flow (registered as ``rigid``); see the module docstring.
 
     Args:
-        ground: ``"ransac"`` (a plane, open3d; default), ``"height"`` (``z <= ground_height`` in each
-            sweep's frame) or ``"none"`` (the clouds are already ground-free).
-        ground_distance: RANSAC inlier distance (m).
-        ground_height: height threshold for ``ground="height"`` (m).
+        ground_removal: ``"ransac"`` (a plane, open3d; default), ``"height"`` (``z <= ground_removal_height`` in
+            each sweep's frame) or ``"none"``. **Pass "none" when the clouds are already ground-free**
+            (e.g. ``estimate_scene_flow(..., ground=...)`` removed it): on such clouds the lowest
+            remaining surface (car bottoms at the cut height) would be taken for ground. (Named
+            ``ground_removal`` so that it does not clash with the preprocessing option ``ground``.)
+        ground_removal_distance: RANSAC inlier distance (m).
+        ground_removal_height: height threshold for ``ground_removal="height"`` (m).
         ground_points: RANSAC fits the plane on at most this many random points of both clouds.
-        box: optional ``(xmin, ymin, zmin, xmax, ymax, zmax)`` (pc2 frame) outside which points are
-            not clustered (static).
+        ground_min_share: no ground is removed when the plane holds less than this share of the lower
+            half of the points (clouds whose ground was removed upstream).
+        cluster_box: optional ``(xmin, ymin, zmin, xmax, ymax, zmax)`` (pc2 frame) outside which points
+            are not clustered (static).
         eps, min_points, min_cluster_size, max_clusters, cluster_voxel: clustering
             (:func:`~.clustering.cluster_points`): DBSCAN radius 0.4 m and core threshold 5 on 0.1 m voxel
             centroids, then clusters of at least 20 points (joint count over both sweeps), the 200 largest.
@@ -250,9 +255,9 @@ class RigidFlow(SceneFlowMethod):
 
     name = "rigid"
 
-    def __init__(self, ground: str = "ransac", ground_distance: float = 0.2, ground_height: float = 0.3,
-                 ground_points: int = 20000,
-                 box: Optional[Sequence[float]] = None, eps: float = 0.4, min_points: int = 5, min_cluster_size: int = 20,
+    def __init__(self, ground_removal: str = "ransac", ground_removal_distance: float = 0.2, ground_removal_height: float = 0.3,
+                 ground_points: int = 20000, ground_min_share: float = 0.2,
+                 cluster_box: Optional[Sequence[float]] = None, eps: float = 0.4, min_points: int = 5, min_cluster_size: int = 20,
                  max_clusters: Optional[int] = 200, cluster_voxel: Optional[float] = 0.1,
                  max_speed: float = 1.0, max_translation: Optional[float] = None, max_rotation_deg: float = 30.0,
                  bin_size: float = 0.1, thres_box: float = 0.1, thres_iou: float = 0.2, thres_error: float = 0.2,
@@ -260,15 +265,18 @@ class RigidFlow(SceneFlowMethod):
                  icp_iterations: int = 30, planar: bool = True, attach_ground: Optional[float] = 0.2,
                  static_margin: Optional[float] = 0.01, compensate_ego: bool = True, **base):
         super().__init__(compensate_ego=compensate_ego, **base)
-        if ground not in GROUND_METHODS:
-            raise UnknownNameError(f"{self.name} ground: expected one of {GROUND_METHODS}, found {ground!r}")
-        if box is not None and len(box) != 6:
-            raise ShapeError(f"{self.name} box: expected (xmin, ymin, zmin, xmax, ymax, zmax), found {box}")
-        self.ground = ground
-        self.ground_distance = float(ground_distance)
-        self.ground_height = float(ground_height)
+        if ground_removal not in GROUND_METHODS:
+            raise UnknownNameError(
+                f"{self.name} ground_removal: expected one of {GROUND_METHODS}, found {ground_removal!r}")
+        if cluster_box is not None and len(cluster_box) != 6:
+            raise ShapeError(
+                f"{self.name} cluster_box: expected (xmin, ymin, zmin, xmax, ymax, zmax), found {cluster_box}")
+        self.ground = ground_removal
+        self.ground_distance = float(ground_removal_distance)
+        self.ground_height = float(ground_removal_height)
         self.ground_points = int(ground_points)
-        self.box = None if box is None else tuple(float(v) for v in box)
+        self.ground_min_share = float(ground_min_share)
+        self.box = None if cluster_box is None else tuple(float(v) for v in cluster_box)
         self.eps = float(eps)
         self.min_points = int(min_points)
         self.min_cluster_size = int(min_cluster_size)
@@ -298,8 +306,9 @@ class RigidFlow(SceneFlowMethod):
         """Ground masks of the (ego-compensated, hence co-registered) clouds.
 
         ``"ransac"``: one plane fitted (``preprocess.ground_mask_ransac``) on the lower half (by z) of at
-        most ``ground_points`` random points of both clouds; every point within ``ground_distance`` of
-        it is ground.
+        most ``ground_points`` random points of both clouds; every point within ``ground_removal_distance`` of
+        it is ground, unless that plane holds less than ``ground_min_share`` of the lower half (the
+        caller removed the ground already).
         """
         if self.ground == "none" or len(pc1) + len(pc2) < 3:
             return np.zeros(len(pc1), dtype=bool), np.zeros(len(pc2), dtype=bool)
@@ -315,10 +324,13 @@ class RigidFlow(SceneFlowMethod):
         # the ground is the dominant plane among the LOWER half of the points (walls, roofs and car tops
         # out-vote it in the full cloud)
         sample = sample[sample[:, 2] <= np.median(sample[:, 2])]
+        none = np.zeros(len(pc1), dtype=bool), np.zeros(len(pc2), dtype=bool)
         try:
-            _, plane = ground_mask_ransac(sample, distance=self.ground_distance, seed=self.seed)
+            inliers, plane = ground_mask_ransac(sample, distance=self.ground_distance, seed=self.seed)
         except ShapeError:  # no horizontal dominant plane (a tiny or wall-only cloud): no ground
-            return np.zeros(len(pc1), dtype=bool), np.zeros(len(pc2), dtype=bool)
+            return none
+        if inliers.mean() < self.ground_min_share:  # the clouds come without ground (removed upstream)
+            return none
         scale = np.linalg.norm(plane[:3])
         return tuple(np.abs(p @ plane[:3] + plane[3]) / scale <= self.ground_distance for p in (pc1, pc2))
 

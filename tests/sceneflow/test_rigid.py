@@ -99,7 +99,7 @@ def test_degenerate_inputs():
     res = RigidFlow()(plane, plane, ego_motion=E)  # all ground
     assert (res.extras["labels1"] == -2).all() and np.allclose(res.flow, [0.5, 0, 0], atol=1e-5)
     sample = synthetic_lidar_pair(seed=0, beams=16, azimuths=256)
-    res = RigidFlow(box=(100, 100, 0, 101, 101, 1))(sample.pc1, sample.pc2, ego_motion=sample.ego_motion)
+    res = RigidFlow(cluster_box=(100, 100, 0, 101, 101, 1))(sample.pc1, sample.pc2, ego_motion=sample.ego_motion)
     assert res.extras["clusters"] == [] and np.allclose(res.flow, _ego_flow(sample), atol=1e-4)  # empty crop
     with pytest.raises(ShapeError, match="both clouds need points"):
         RigidFlow()(np.zeros((0, 3), np.float32), plane, ego_motion=E)
@@ -127,8 +127,8 @@ def test_planar_projection():
 def test_registry_and_options():
     assert isinstance(get_scene_flow_method("rigid"), RigidFlow)
     assert isinstance(get_scene_flow_method("rigid+nsfp"), RigidNSFP)
-    with pytest.raises(UnknownNameError, match="ground: expected one of"):
-        RigidFlow(ground="magic")
+    with pytest.raises(UnknownNameError, match="ground_removal: expected one of"):
+        RigidFlow(ground_removal="magic")
     with pytest.raises(UnknownNameError, match="icp: expected one of"):
         RigidFlow(icp="ndt")
     with pytest.raises(UnknownNameError, match="refine: expected 'unexplained' or 'all'"):
