@@ -10,7 +10,7 @@ Public API (imported lazily so that ``import motionflow`` stays light):
 
 from __future__ import annotations
 
-import importlib
+from motionflow.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -27,7 +27,4 @@ _LAZY = {
 __all__ = ["__version__", *_LAZY]
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'motionflow' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)

@@ -17,7 +17,7 @@ the package; OpenCV is imported lazily.
 
 from __future__ import annotations
 
-import importlib
+from motionflow.lazy import lazy_exports
 
 _WHERE = {
     "ClassicalFlow": "method",
@@ -41,7 +41,4 @@ _WHERE = {
 __all__ = sorted(_WHERE)
 
 
-def __getattr__(name: str):
-    if name in _WHERE:
-        return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
-    raise AttributeError(f"module 'motionflow.classical' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _WHERE)

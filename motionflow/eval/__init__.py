@@ -13,7 +13,7 @@ Imports are lazy: ``import motionflow.eval`` loads no torch, Ray or tqdm.
 
 from __future__ import annotations
 
-import importlib
+from motionflow.lazy import lazy_exports
 
 _LAZY = {
     "evaluate": "motionflow.eval.runner",
@@ -34,7 +34,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'motionflow.eval' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)

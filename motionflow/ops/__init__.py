@@ -21,7 +21,7 @@ module                      what it holds
 
 from __future__ import annotations
 
-import importlib
+from motionflow.lazy import lazy_exports
 
 _WHERE = {
     "backward_warp": "warp",
@@ -54,7 +54,4 @@ _WHERE = {
 __all__ = sorted(_WHERE)
 
 
-def __getattr__(name: str):
-    if name in _WHERE:
-        return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
-    raise AttributeError(f"module 'motionflow.ops' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _WHERE)

@@ -11,7 +11,7 @@ Imports are lazy: ``import motionflow.train`` loads nothing heavy.
 
 from __future__ import annotations
 
-import importlib
+from motionflow.lazy import lazy_exports
 
 _LAZY = {
     "train": "motionflow.train.loop",
@@ -37,7 +37,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'motionflow.train' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)

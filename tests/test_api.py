@@ -1,0 +1,48 @@
+"""The public surface: every lazily exported name resolves, and importing stays light."""
+
+import importlib
+import subprocess
+import sys
+
+import pytest
+
+PACKAGES = ["motionflow", "motionflow.ops", "motionflow.eval", "motionflow.classical", "motionflow.train"]
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_every_exported_name_resolves(package):
+    module = importlib.import_module(package)
+    for name in module.__all__:
+        assert getattr(module, name) is not None, f"{package}.{name}"
+    with pytest.raises(AttributeError, match="has no attribute 'no_such_name'"):
+        getattr(module, "no_such_name")
+
+
+def test_import_does_not_load_optional_heavy_dependencies():
+    code = (
+        "import sys, motionflow, motionflow.ops, motionflow.eval, motionflow.io, motionflow.datasets, "
+        "motionflow.registry, motionflow.cli.main\n"
+        "motionflow.cli.main.build_parser()\n"
+        "print(sorted(m for m in ('cv2', 'open3d', 'pyarrow', 'ray') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_registry_names_resolve_to_factories():
+    from motionflow.registry import OPTICAL_FLOW_METHODS, SCENE_FLOW_METHODS
+
+    for table in (OPTICAL_FLOW_METHODS, SCENE_FLOW_METHODS):
+        for name, target in table.items():
+            module, attr = target.split(":")
+            assert callable(getattr(importlib.import_module(module), attr)), name
+
+
+def test_unknown_method_lists_the_valid_ones():
+    from motionflow.errors import UnknownNameError
+    from motionflow.registry import get_optical_flow_method, get_scene_flow_method
+
+    with pytest.raises(UnknownNameError, match="valid choices: .*classical"):
+        get_optical_flow_method("flownet9")
+    with pytest.raises(UnknownNameError, match="valid choices: .*nsfp"):
+        get_scene_flow_method("magic")
