@@ -256,6 +256,40 @@ def _sweep(rng, ego_pose, boxes, ground_z, sensor_height, beams, azimuths, max_r
     return points_world, points_ego, label[keep]
 
 
+def _make_boxes(rng, num_boxes: int, num_moving: int, max_range: float) -> list:
+    """Car-sized boxes on the ground (world = first ego frame); the first ``num_moving`` move rigidly.
+
+    Each box: ``size`` (3,), ``pose`` (box -> world), ``motion`` (its per-frame rigid motion in world
+    coordinates: rotation about its centre, then a step along its heading), ``moving``.
+    """
+    boxes = []
+    for b in range(num_boxes):
+        # place boxes on a ring around the sensor, away from the ego path's first metres
+        for _ in range(100):
+            r, phi = rng.uniform(6.0, 0.7 * max_range), rng.uniform(-np.pi, np.pi)
+            centre = np.array([r * np.cos(phi), r * np.sin(phi)])
+            if all(np.linalg.norm(centre - bx["pose"][:2, 3]) > 6.0 for bx in boxes):
+                break
+        size = np.array([rng.uniform(3.8, 4.8), rng.uniform(1.7, 2.0), rng.uniform(1.4, 1.8)])
+        pose = _yaw_transform(rng.uniform(-np.pi, np.pi), [centre[0], centre[1], size[2] / 2])
+        moving = b < num_moving
+        if moving:
+            heading = pose[:3, :3] @ np.array([1.0, 0.0, 0.0])
+            step = heading * rng.uniform(0.5, 1.5) * rng.choice([-1, 1])
+            dyaw = rng.uniform(-0.1, 0.1)
+            # rotate about the box centre, then translate along its heading
+            motion = (
+                _yaw_transform(0.0, pose[:3, 3] + step)
+                @ _yaw_transform(dyaw, [0, 0, 0])
+                @ _yaw_transform(0.0, -pose[:3, 3])
+            )
+        else:
+            motion = np.eye(4)
+        boxes.append({"size": size, "pose": pose, "motion": motion, "moving": moving})
+
+    return boxes
+
+
 def synthetic_lidar_pair(
     seed: int = 0,
     num_boxes: int = 6,
@@ -288,31 +322,7 @@ def synthetic_lidar_pair(
     rng = np.random.default_rng(seed)
     ego1 = np.eye(4)
     ego2 = _yaw_transform(ego_yaw, [ego_speed, 0.0, 0.0])
-    boxes = []
-    for b in range(num_boxes):
-        # place boxes on a ring around the sensor, away from the ego path's first metres
-        for _ in range(100):
-            r, phi = rng.uniform(6.0, 0.7 * max_range), rng.uniform(-np.pi, np.pi)
-            centre = np.array([r * np.cos(phi), r * np.sin(phi)])
-            if all(np.linalg.norm(centre - bx["pose"][:2, 3]) > 6.0 for bx in boxes):
-                break
-        size = np.array([rng.uniform(3.8, 4.8), rng.uniform(1.7, 2.0), rng.uniform(1.4, 1.8)])
-        pose = _yaw_transform(rng.uniform(-np.pi, np.pi), [centre[0], centre[1], size[2] / 2])
-        moving = b < num_moving
-        if moving:
-            heading = pose[:3, :3] @ np.array([1.0, 0.0, 0.0])
-            step = heading * rng.uniform(0.5, 1.5) * rng.choice([-1, 1])
-            dyaw = rng.uniform(-0.1, 0.1)
-            # rotate about the box centre, then translate along its heading
-            motion = (
-                _yaw_transform(0.0, pose[:3, 3] + step)
-                @ _yaw_transform(dyaw, [0, 0, 0])
-                @ _yaw_transform(0.0, -pose[:3, 3])
-            )
-        else:
-            motion = np.eye(4)
-        boxes.append({"size": size, "pose": pose, "motion": motion, "moving": moving})
-
+    boxes = _make_boxes(rng, num_boxes, num_moving, max_range)
     boxes_t2 = [dict(bx, pose=bx["motion"] @ bx["pose"]) for bx in boxes]
     world1, pc1, lab1 = _sweep(rng, ego1, boxes, 0.0, 1.8, beams, azimuths, max_range, noise)
     _, pc2, lab2 = _sweep(rng, ego2, boxes_t2, 0.0, 1.8, beams, azimuths, max_range, noise)
@@ -347,3 +357,60 @@ def synthetic_lidar_pair(
             "instance2": lab2,
         },
     )
+
+
+def synthetic_lidar_sequence(
+    num_sweeps: int = 5,
+    seed: int = 0,
+    num_boxes: int = 12,
+    num_moving: int = 2,
+    ego_speed: float = 1.0,
+    ego_yaw: float = 0.02,
+    beams: int = 32,
+    azimuths: int = 512,
+    max_range: float = 40.0,
+) -> dict:
+    """A sequence of sweeps of the same synthetic world (as :func:`synthetic_lidar_pair`).
+
+    The ego vehicle advances ``ego_speed`` metres and turns ``ego_yaw`` radians per sweep; moving boxes
+    repeat their per-frame rigid motion. More boxes than in a pair by default: a flat ground plane alone
+    does not constrain the ego motion in x and y, the static boxes do.
+
+    Returns:
+        dict with ``clouds`` (list of ``(N_t, 3)`` float32 in each sweep's ego frame), ``flows`` (list of
+        ``(N_t, 3)`` exact scene flow from sweep t to t+1, in the ego-frame convention of
+        :class:`SceneFlowSample`), ``poses`` (list of ego -> world ``(4, 4)``), ``ground`` and
+        ``instances`` (per-point labels of each sweep), ``boxes``.
+    """
+    if num_sweeps < 2:
+        raise ShapeError(f"synthetic_lidar_sequence num_sweeps: expected >= 2, found {num_sweeps}")
+    if num_moving > num_boxes:
+        raise ShapeError(f"synthetic_lidar_sequence num_moving: expected <= num_boxes ({num_boxes}), found {num_moving}")
+    rng = np.random.default_rng(seed)
+    boxes = _make_boxes(rng, num_boxes, num_moving, max_range)
+    step = _yaw_transform(ego_yaw, [ego_speed, 0.0, 0.0])
+    poses, clouds, labels, worlds = [np.eye(4)], [], [], []
+    for t in range(num_sweeps):
+        if t:
+            poses.append(poses[-1] @ step)
+        boxes_t = [dict(bx, pose=np.linalg.matrix_power(bx["motion"], t) @ bx["pose"]) for bx in boxes]
+        world, ego, lab = _sweep(rng, poses[t], boxes_t, 0.0, 1.8, beams, azimuths, max_range, 0.0)
+        clouds.append(ego.astype(np.float32))
+        labels.append(lab)
+        worlds.append(world)
+    flows = []
+    for t in range(num_sweeps - 1):
+        moved = worlds[t].copy()
+        for b, bx in enumerate(boxes):
+            sel = labels[t] == b
+            moved[sel] = worlds[t][sel] @ bx["motion"][:3, :3].T + bx["motion"][:3, 3]
+        inv = np.linalg.inv(poses[t + 1])
+        flows.append((moved @ inv[:3, :3].T + inv[:3, 3] - clouds[t]).astype(np.float32))
+    return {
+        "clouds": clouds,
+        "flows": flows,
+        "poses": poses,
+        "ground": [lab == -1 for lab in labels],
+        "instances": labels,
+        "boxes": [{"size": b["size"], "pose": b["pose"], "motion": b["motion"], "moving": b["moving"]} for b in boxes],
+    }

@@ -22,7 +22,9 @@ def test_demo_writes_pictures_and_metrics(tmp_path, capsys):
     scene = report["scene_flow"]
     assert set(scene) == {"nn", "zero", "_data"}
     assert scene["zero"]["metrics"]["epe3d"] > 0.5  # the synthetic pair has 1 m of ego motion
-    for name in ["frames/frame_0000.png", "flow/gt_0001.png", "flow/opencv-dis_0001.png",
+    accumulation = report["accumulation"]["metrics"]
+    assert accumulation["sweeps"] == 5 and accumulation["median_error_static_m"] < 0.05
+    for name in ["sceneflow/accumulated.png", "frames/frame_0000.png", "flow/gt_0001.png", "flow/opencv-dis_0001.png",
                  "flow/opencv-dis_error_0000.png", "flow/color_wheel.png", "sceneflow/gt.png", "sceneflow/nn.png"]:
         image = read_image(out / name)
         assert image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8

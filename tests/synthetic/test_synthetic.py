@@ -99,3 +99,23 @@ def test_lidar_pair_labels_and_determinism():
     assert (a.meta["instance1"][~a.ground1] >= 0).all()
     with pytest.raises(ShapeError, match="num_moving"):
         synthetic_lidar_pair(num_boxes=2, num_moving=3)
+
+
+def test_lidar_sequence_flows_are_exact_between_every_pair_of_sweeps():
+    from motionflow.datasets.synthetic import synthetic_lidar_sequence
+
+    seq = synthetic_lidar_sequence(num_sweeps=3, seed=4)
+    assert len(seq["clouds"]) == 3 and len(seq["flows"]) == 2 and len(seq["poses"]) == 3
+    for t in range(2):
+        moved_ego = seq["clouds"][t].astype(np.float64) + seq["flows"][t]
+        world = _apply(seq["poses"][t + 1], moved_ego)  # sweep t's points, moved to time t+1, in world
+        for b, box in enumerate(seq["boxes"]):
+            sel = seq["instances"][t] == b
+            if not sel.any():
+                continue
+            pose_next = np.linalg.matrix_power(box["motion"], t + 1) @ box["pose"]
+            local = _apply(np.linalg.inv(pose_next), world[sel])
+            np.testing.assert_allclose((np.abs(local) / (box["size"] / 2)).max(axis=1), 1.0, atol=1e-4)
+        np.testing.assert_allclose(world[seq["ground"][t], 2], 0.0, atol=1e-4)
+    with pytest.raises(ShapeError, match="num_sweeps"):
+        synthetic_lidar_sequence(num_sweeps=1)
