@@ -3,7 +3,7 @@
     python benchmarks/ops.py            # all three parts
     python benchmarks/ops.py --only corr --sizes 436x1024   # one part, smaller
 
-(a) k-nearest neighbours: ``motionflow.ops.knn`` backends (open3d, scipy, torch) vs a plain
+(a) k-nearest neighbours: ``motionflow.ops.neighbors`` backends (open3d, scipy, torch) vs a plain
     ``torch.cdist`` + ``topk`` (chunked over query rows so that 65536 x 65536 fits in memory).
 (b) scene-flow data term per optimisation iteration (forward + backward): NSFP's truncated Chamfer
     (``chamfer_distance``, kNN both ways) vs FNSF's distance-field query (``DistanceTransform``, built once).
@@ -49,7 +49,7 @@ def _cdist_topk(q: torch.Tensor, r: torch.Tensor, k: int, chunk: int = 2048):
 
 
 def bench_knn(sizes=(8192, 65536), k: int = 1) -> None:
-    from motionflow.ops.knn import knn  # (the package attribute `knn` becomes the submodule once imported)
+    from motionflow.ops import knn
 
     print(f"\n(a) kNN, k={k}, query = ref size, uniform points in a 100 m x 100 m x 5 m box (best of 3 at <= 8192, else 1 run)")
     print(f"{'points':>8} {'method':>18} {'seconds':>10} {'vs torch.cdist':>15}")

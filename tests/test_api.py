@@ -18,6 +18,19 @@ def test_every_exported_name_resolves(package):
         getattr(module, "no_such_name")
 
 
+def test_no_export_is_shadowed_by_a_submodule_of_the_same_name():
+    # importing a submodule sets it as a package attribute: an exported function must not share its name
+    import inspect
+    import pkgutil
+
+    for package in PACKAGES[1:]:
+        module = importlib.import_module(package)
+        for info in pkgutil.iter_modules(module.__path__):
+            importlib.import_module(f"{package}.{info.name}")
+        for name in module.__all__:
+            assert not inspect.ismodule(getattr(module, name)), f"{package}.{name} is a module"
+
+
 def test_import_does_not_load_optional_heavy_dependencies():
     code = (
         "import sys, motionflow, motionflow.ops, motionflow.eval, motionflow.io, motionflow.datasets, "

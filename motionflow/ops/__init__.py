@@ -10,11 +10,11 @@ module                      what it holds
 ``occlusion``               occlusion_mask (forward-backward consistency)
 ``correlation``             all_pairs_correlation, CorrPyramid, OnDemandCorrPyramid
 ``upsample``                convex_upsample, resize_flow
-``knn``                     knn (KD-tree indices, torch distances)
+``neighbors``               knn (KD-tree indices, torch distances)
 ``chamfer``                 chamfer_distance (NSFP truncation)
 ``distance``                DistanceTransform (exact EDT + trilinear query)
 ``smoothness``              knn_smoothness (SCOOP)
-``sinkhorn``                sinkhorn (log-domain, balanced / unbalanced)
+``transport``               sinkhorn (log-domain optimal transport, balanced / unbalanced)
 ``geometry``                SE(3) helpers, ego_flow, camera projection
 ==========================  ===================================================================
 """
@@ -36,12 +36,12 @@ _WHERE = {
     "convex_upsample": "upsample",
     "resize_flow": "upsample",
     "ConvexUpsample": "upsample",
-    "knn": "knn",
+    "knn": "neighbors",
     "chamfer_distance": "chamfer",
     "ChamferDistance": "chamfer",
     "DistanceTransform": "distance",
     "knn_smoothness": "smoothness",
-    "sinkhorn": "sinkhorn",
+    "sinkhorn": "transport",
     "apply_transform": "geometry",
     "invert_transform": "geometry",
     "compose_transforms": "geometry",

@@ -10,7 +10,7 @@ SCOOP's refinement Chamfer (``tools/losses.py: chamfer_loss``) weights the forwa
 (correspondence confidence) and the backward term by ``backward_dist_weight``: ``weights=`` and
 ``backward_weight=`` here.
 
-The nearest neighbours come from :func:`motionflow.ops.knn.knn` (KD-tree indices, distances
+The nearest neighbours come from :func:`motionflow.ops.neighbors.knn` (KD-tree indices, distances
 recomputed in torch), so gradients flow to both clouds.
 """
 
@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..errors import ShapeError, UnknownNameError
-from .knn import as_points, knn
+from .neighbors import as_points, knn
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -61,7 +61,7 @@ def chamfer_distance(
             one-way ``a -> b`` term only.
         weights: optional ``(N,)`` per-point weights of the ``a -> b`` term (SCOOP's confidence).
         backward_weight: factor on the ``b -> a`` term.
-        backend: kNN backend (see :func:`motionflow.ops.knn.knn`).
+        backend: kNN backend (see :func:`motionflow.ops.neighbors.knn`).
 
     Returns:
         A scalar tensor, or a tuple of per-point tensors for ``reduction="none"``.

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ShapeError
-from .knn import as_points
+from .neighbors import as_points
 
 DEFAULT_MAX_CELLS = 48_000_000
 

@@ -16,7 +16,7 @@ from typing import Optional
 import torch
 
 from ..errors import ShapeError
-from .knn import as_points, knn_indices
+from .neighbors import as_points, knn_indices
 
 
 def knn_graph(points, k: int = 32, backend: str = "auto") -> torch.Tensor:

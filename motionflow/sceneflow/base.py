@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from ..errors import ShapeError
-from ..ops.knn import as_points, knn_indices
+from ..ops.neighbors import as_points, knn_indices
 from ..types import SceneFlowResult
 
 

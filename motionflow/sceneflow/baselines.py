@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from ..ops.knn import knn_indices
+from ..ops.neighbors import knn_indices
 from .base import EstimateOutput, SceneFlowMethod
 from .ego import rigid_icp
 

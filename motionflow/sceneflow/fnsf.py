@@ -70,7 +70,7 @@ class FastNSF(SceneFlowMethod):
 
     def __call__(self, pc1, pc2, ego_motion=None):
         # keep the full pc2 for the distance field (the base class hands _estimate a subsample)
-        from ..ops.knn import as_points
+        from ..ops.neighbors import as_points
 
         self._pc2_full = as_points(pc2, "pc2").detach().to(self.device, torch.float32)
         try:

@@ -33,8 +33,8 @@ import torch
 
 from ..errors import UnknownNameError, require_open3d
 from ..ops.chamfer import chamfer_distance
-from ..ops.knn import knn_indices
-from ..ops.sinkhorn import sinkhorn
+from ..ops.neighbors import knn_indices
+from ..ops.transport import sinkhorn
 from ..ops.smoothness import knn_graph, knn_smoothness
 from .base import EstimateOutput, SceneFlowMethod, extend_to_points, random_subset
 from .stopping import StopCriteria, optimize

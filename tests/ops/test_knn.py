@@ -4,7 +4,7 @@ import torch
 from scipy.spatial import cKDTree
 
 from motionflow.errors import ShapeError, UnknownNameError
-from motionflow.ops.knn import knn, knn_indices
+from motionflow.ops.neighbors import knn, knn_indices
 
 
 def _clouds(seed=0, n=300, m=400):

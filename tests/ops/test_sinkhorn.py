@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from motionflow.errors import ShapeError
-from motionflow.ops.sinkhorn import sinkhorn
+from motionflow.ops.transport import sinkhorn
 
 
 def _scoop_reference(C, eps, gamma, iters, support):
