@@ -61,6 +61,9 @@ def methods(size_label: str, nsfp_iters: int):
          dict(voxel_size=0.2, max_points=8192, stop=dict(max_iters=5000, min_delta=1e-3, patience=10, check_every=10))),
         ("nsfp-fit2048 (fit 2048 points, eval all, check every 10)", "nsfp",
          dict(max_points=2048, stop=dict(max_iters=nsfp_iters, min_delta=1e-4, patience=100, check_every=10))),
+        # the input is already ego-compensated and ground-free (load_pair): identity ego motion, no second ground cut
+        ("rigid", "rigid", dict(ego_motion=np.eye(4), ground_removal="none")),
+        ("rigid+nsfp", "rigid+nsfp", dict(ego_motion=np.eye(4), ground_removal="none")),
     ]
     return out
 

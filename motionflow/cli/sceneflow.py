@@ -16,13 +16,14 @@ import numpy as np
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     from motionflow.registry import SCENE_FLOW_METHODS
+    from motionflow.sceneflow import DEFAULT_METHOD
 
     p = subparsers.add_parser("sceneflow", help="scene flow between two point clouds", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("pc1", help="first sweep (.bin .npy .npz .pcd .ply .feather)")
     p.add_argument("pc2", help="second sweep")
     p.add_argument("--out", required=True, help="output .npz (keys flow, pc1, valid, ...)")
-    p.add_argument("--method", default="fnsf", choices=sorted(SCENE_FLOW_METHODS), help="default: fnsf")
+    p.add_argument("--method", default=DEFAULT_METHOD, choices=sorted(SCENE_FLOW_METHODS), help=f"default: {DEFAULT_METHOD}")
     p.add_argument("--max-points", type=int, default=None,
                    help="fit on at most N points per cloud; flow is still returned for every pc1 point")
     p.add_argument("--ground", choices=["none", "height", "ransac"], default="none",

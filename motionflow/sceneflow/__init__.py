@@ -1,6 +1,6 @@
 """Runtime-optimised lidar scene flow: NSFP, Fast NSF, SCOOP-style refinement, baselines.
 
-``estimate_scene_flow(pc1, pc2, method="fnsf", **options)`` is the one-call API; every method is also a
+``estimate_scene_flow(pc1, pc2, method="rigid", **options)`` is the one-call API; every method is also a
 registered object (``motionflow.registry.get_scene_flow_method(name, **options)``) that ``motionflow eval``
 calls as ``method(pc1, pc2) -> SceneFlowResult``. Method modules are imported lazily (this module stays
 light): ``zero``, ``nn``, ``icp`` (baselines), ``nsfp``, ``fnsf``, ``scoop``, ``rigid``, ``rigid+nsfp``.
@@ -20,7 +20,11 @@ from typing import Optional
 from .longterm import accumulate, propagate
 from .stopping import StopCriteria
 
-DEFAULT_METHOD = "fnsf"
+#: the default for driving lidar: learning-free rigid-motion flow (ICP-Flow style), measured best on the
+#: Argoverse 2 sample (README "Scene flow"): EPE3D 7.3x lower and 146x faster than faithful NSFP.
+DEFAULT_METHOD = "rigid"
+#: methods that remove the ground themselves (told not to when the caller's preprocessing already did)
+_SELF_GROUNDING = ("rigid", "rigid+nsfp")
 
 __all__ = ["DEFAULT_METHOD", "StopCriteria", "accumulate", "estimate_scene_flow", "propagate"]
 
@@ -32,8 +36,8 @@ def estimate_scene_flow(pc1, pc2, method: str = DEFAULT_METHOD, *, ego_motion=No
     """Scene flow from ``pc1 (N, 3)`` to ``pc2 (M, 3)`` (numpy or torch, metres).
 
     Args:
-        method: a registered scene-flow method name (``fnsf``, ``nsfp``, ``scoop``, ``nn``, ``icp``,
-            ``zero``, ``rigid``, ``rigid+nsfp``).
+        method: a registered scene-flow method name (``rigid`` (default), ``rigid+nsfp``, ``fnsf``,
+            ``nsfp``, ``scoop``, ``nn``, ``icp``, ``zero``).
         ego_motion: optional ``(4, 4)`` pc1 -> pc2 transform (used with ``compensate_ego=True``, and by
             ``fill="rigid"``).
         fill: flow of pc1 points removed by preprocessing: ``"nan"`` (default), ``"zero"``, ``"nearest"``,
@@ -56,6 +60,9 @@ def estimate_scene_flow(pc1, pc2, method: str = DEFAULT_METHOD, *, ego_motion=No
         from .preprocess import square_box
 
         prep_opts["box"] = square_box(float(crop))
+    if method in _SELF_GROUNDING and prep_opts.get("ground") not in (None, "none"):
+        # the ground is gone already: a second cut would take car bottoms for ground
+        options.setdefault("ground_removal", "none")
     est = get_scene_flow_method(method, **options)
     nonfinite = False
     if not prep_opts:
