@@ -208,8 +208,8 @@ def av2_eval_mask(pc1, valid=None, ground=None, box: float = AV2_EVAL_BOX) -> np
     return mask
 
 
-def av2_threeway_partial(pred, gt, pc1, classes, ego_motion=None, valid=None, ground=None, quantize_float16: bool = True) -> dict:
-    """One sample's contribution to the AV2 EPE 3-way: ``av2:{part}:epe`` sums over ``av2:{part}:n`` points."""
+def _av2_inputs(pred, gt, pc1, classes):
+    """Check and convert the per-point inputs of the AV2 protocols: (pred, gt, pc1) (N, 3), classes (N,)."""
     pc1 = _points("pc1", pc1)
     n = len(pc1)
     pred = _points("scene flow pred", pred, n)
@@ -217,6 +217,12 @@ def av2_threeway_partial(pred, gt, pc1, classes, ego_motion=None, valid=None, gr
     classes = np.asarray(classes)
     if classes.shape != (n,):
         raise ShapeError(f"classes: expected shape ({n},), found {classes.shape}")
+    return pred, gt, pc1, classes
+
+
+def av2_threeway_partial(pred, gt, pc1, classes, ego_motion=None, valid=None, ground=None, quantize_float16: bool = True) -> dict:
+    """One sample's contribution to the AV2 EPE 3-way: ``av2:{part}:epe`` sums over ``av2:{part}:n`` points."""
+    pred, gt, pc1, classes = _av2_inputs(pred, gt, pc1, classes)
     mask = av2_eval_mask(pc1, valid, ground) & np.isfinite(gt).all(axis=1)
     if (mask & ~np.isfinite(pred).all(axis=1)).any():
         raise ShapeError("scene flow prediction is not finite at AV2 eval points")
@@ -263,13 +269,8 @@ _META_LOOKUP = np.array(
 
 def bucketed_partial(pred, gt, pc1, classes, ego_motion=None, valid=None, ground=None, distance: float = BUCKET_DISTANCE) -> dict:
     """One sample's contribution to the bucketed normalized EPE: ``bkt:{class}:{b}:epe|speed`` over ``:n``."""
-    pc1 = _points("pc1", pc1)
+    pred, gt, pc1, classes = _av2_inputs(pred, gt, pc1, classes)
     n = len(pc1)
-    pred = _points("scene flow pred", pred, n)
-    gt = _points("scene flow gt", gt, n)
-    classes = np.asarray(classes)
-    if classes.shape != (n,):
-        raise ShapeError(f"classes: expected shape ({n},), found {classes.shape}")
     mask = np.max(np.abs(pc1[:, :2]), axis=1) < distance
     mask &= np.isfinite(gt).all(axis=1)
     if valid is not None:
