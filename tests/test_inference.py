@@ -174,3 +174,15 @@ def test_engine_passes_the_previous_clips_last_flow_as_warm_start():
     list(stream_flow(iter(frames), s))  # clips [0,1,2] [2,3,4] | break | [6,7]
     assert s.prevs[0] is None and s.prevs[1] is not None and s.prevs[2] is None
     assert s.prevs[1][0, 0, 0, 0].item() == 1.0  # u of pair (1, 2): mean 2 - mean 1
+
+
+def test_estimate_flow_default_classical_across_clips():
+    """More frames than one clip (8): the second clip is warm-started from the first's last flow."""
+    from motionflow.datasets.synthetic import synthetic_clip
+
+    s = synthetic_clip(num_frames=10, size=(48, 64), seed=3)
+    pred = estimate_flow(s.frames)
+    assert pred.meta["clips"] == [(0, 8), (7, 10)]
+    assert pred.flow.shape == (9, 2, 48, 64)
+    epe = np.linalg.norm(pred.flow.numpy() - s.flow, axis=1)[~s.occluded].mean()
+    assert epe < 0.6

@@ -129,7 +129,10 @@ def classical_flow(
             f"temporal_fill: expected 'always', 'reliable' or 'never', found {config.temporal_fill!r}"
         )
     grey = to_grey(frames)
+    # a warm start from the engine carries no backward flow and no occlusion mask of its pair:
+    # then the mirrored-backward fill is skipped and the propagated flow is trusted everywhere
     prev_occ = torch.zeros(b, h, w, dtype=torch.bool, device=frames.device)
+    prev_backward = None
     flows, occs = [], []
     for i in range(t - 1):
         g1, g2, rgb1 = grey[:, i], grey[:, i + 1], frames[:, i]
@@ -154,11 +157,11 @@ def classical_flow(
                     # gives w_t = -(flow t -> t-1), trusted where that backward flow is consistent
                     # with the previous forward flow; else the propagated prediction where the
                     # previous pair was consistent at its source; else the edge-aware fill.
-                    mirrored = -prev_backward
-                    mirror_ok = ~occlusion_mask(prev_backward, prev_flow)
                     ok, _ = backward_warp((~prev_occ)[:, None].to(frames.dtype), -prev_flow, padding="border")
                     init = torch.where((occ & (ok[:, 0] > 0.5))[:, None], predicted, init)
-                    init = torch.where((occ & mirror_ok)[:, None], mirrored, init)
+                    if prev_backward is not None:
+                        mirror_ok = ~occlusion_mask(prev_backward, prev_flow)
+                        init = torch.where((occ & mirror_ok)[:, None], -prev_backward, init)
         flow = refine_flow(g1, g2, init, config.variational)
         flows.append(flow)
         occs.append(occ)

@@ -90,3 +90,15 @@ def test_previous_pair_fills_occlusions_of_the_next():
 def test_temporal_fill_option_is_checked():
     with pytest.raises(UnknownNameError, match="temporal_fill"):
         ClassicalFlow(temporal_fill="sometimes")(torch.zeros(1, 3, 3, 16, 16))
+
+
+def test_warm_start_from_a_previous_clip(clip):
+    """The engine hands the previous clip's last flow as ``prev_flow`` (no backward flow, no
+    occlusion mask of that pair come with it): the clip must run and stay accurate."""
+    x = torch.from_numpy(clip.frames).float()[None]
+    m = ClassicalFlow()
+    first = m(x[:, :2]).flow
+    warm = m(x[:, 1:], prev_flow=first[:, 0]).flow
+    assert warm.shape == (1, 2, 2, 80, 112)
+    err = np.linalg.norm(warm[0].numpy() - clip.flow[1:], axis=1)
+    assert float(err[~clip.occluded[1:]].mean()) < 0.35
