@@ -169,13 +169,26 @@ def _metric(acc: Accumulator, split: str, base: str, reduction: str) -> float:
     return acc.ratio(f"img:{split}:{stat}", f"img:{split}:n", scale)
 
 
+def occlusion_coverage(acc: Accumulator) -> str:
+    """``"full"`` when every scored pair had an occlusion mask, ``"partial"`` when only some had one,
+    ``"none"`` when none had.
+
+    A pair with a mask splits each of its valid pixels into ``noc`` or ``occ``; a pair without one
+    adds to ``all`` only. So the masks covered every scored pair exactly when ``noc + occ == all``.
+    """
+    if "noc:n" not in acc.counts:
+        return "none"
+    return "full" if acc.n("noc:n") + acc.n("occ:n") == acc.n("all:n") else "partial"
+
+
 def optical_flow_metrics(acc: Accumulator, protocol: OpticalProtocol = PROTOCOLS["default"]) -> dict:
     """Dataset metrics from an accumulator of :func:`optical_flow_partial` contributions.
 
     Returns:
         ``{name: {"value": float, "reduction": "pixel" | "image", "alternatives": {other: float}}}``
-        for ``epe px1 px3 px5 fl_all`` with suffixes ``""``, ``_noc``, ``_occ`` (when occlusion masks
-        were given) and ``epe_s0-10`` / ``epe_s10-40`` / ``epe_s40+``; Sintel protocols add
+        for ``epe px1 px3 px5 fl_all`` with suffixes ``""``, ``_noc``, ``_occ`` (only when every
+        scored pair had an occlusion mask, :func:`occlusion_coverage`: splits pooled over a subset of
+        the samples would not be comparable with the unsplit numbers) and ``epe_s0-10`` / ``epe_s10-40`` / ``epe_s40+``; Sintel protocols add
         ``epe_matched`` / ``epe_unmatched``. NaN where a split has no pixel.
     """
     out: dict = {}
@@ -187,12 +200,13 @@ def optical_flow_metrics(acc: Accumulator, protocol: OpticalProtocol = PROTOCOLS
         out[name] = {"value": values[red], "reduction": red, "alternatives": {r: values[r] for r in other}}
 
     splits = [("all", "")]
-    if "noc:n" in acc.counts:
+    occlusion_splits = occlusion_coverage(acc) == "full"
+    if occlusion_splits:
         splits += [("noc", "_noc"), ("occ", "_occ")]
     for split, suffix in splits:
         for base in BASE_METRICS:
             put(base + suffix, split, base)
-    if protocol.sintel_names and "noc:n" in acc.counts:
+    if protocol.sintel_names and occlusion_splits:
         put("epe_matched", "noc", "epe")
         put("epe_unmatched", "occ", "epe")
     for name, _, _ in SPEED_BINS:

@@ -458,7 +458,12 @@ def describe_protocol(protocol: dict, acc: Accumulator) -> dict:
     if protocol["kind"] == "optical":
         from .optical import BASE_METRICS, PROTOCOLS
 
+        from .optical import occlusion_coverage
+
         info["default_reductions"] = {b: PROTOCOLS[protocol["optical"]].reduction(b) for b in BASE_METRICS}
+        if occlusion_coverage(acc) == "partial":
+            info["notes"] = ["occlusion masks exist for only some scored pairs: no dataset-level _noc / _occ "
+                             "(matched / unmatched) metrics; the per-sample entries of the pairs with masks have them"]
         return info
     info["default_reduction"] = "sample"
     notes = []
@@ -630,7 +635,7 @@ def evaluate(
     protocol_info = describe_protocol(spec.protocol, acc)
     report = Report(
         dataset=name,
-        split=split,
+        split=split if split is not None else getattr(ds, "split", None),  # the loader's default split
         method=method_label,
         metrics=metrics,
         per_sample=per_sample,

@@ -115,8 +115,15 @@ def test_sintel_predictions_with_known_offset(sample_data, tmp_path):
     assert [s["id"] for s in rep["per_sample"]] == ["alley_1/frame_0001", "alley_1/frame_0002", "alley_1/frame_0003"]
     m = rep["metrics"]
     assert m["epe"]["reduction"] == "pixel" and m["epe"]["value"] == pytest.approx(1.0, abs=1e-4)
-    assert m["epe_matched"]["value"] == pytest.approx(1.0, abs=1e-4)  # occlusion mask of frame 2
-    assert m["epe_unmatched"]["value"] == pytest.approx(1.0, abs=1e-4)
+    assert rep["split"] == "training"  # the loader's default split, recorded although --split was omitted
+    # only frame 2 has an occlusion mask: no dataset-level matched/unmatched pooled over that one pair
+    # beside an `epe` over all three, but a note, and frame 2's own entry has them
+    assert "epe_matched" not in m and "epe_noc" not in m and "epe_occ" not in m
+    assert any("occlusion masks exist for only some" in n for n in rep["protocol"]["notes"])
+    frame2 = rep["per_sample"][1]["metrics"]
+    assert frame2["epe_matched"] == pytest.approx(1.0, abs=1e-4)
+    assert frame2["epe_unmatched"] == pytest.approx(1.0, abs=1e-4)
+    assert "epe_matched" not in rep["per_sample"][0]["metrics"]
     assert m["px1"]["value"] < 0.5 and m["px3"]["value"] == 1.0
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from motionflow.errors import ShapeError
 from motionflow.eval.accumulator import Accumulator, exact_to_float, float_to_exact
-from motionflow.eval.optical import PROTOCOLS, optical_flow_metrics, optical_flow_partial
+from motionflow.eval.optical import PROTOCOLS, occlusion_coverage, optical_flow_metrics, optical_flow_partial
 from motionflow.eval.scene import (
     AV2_CATEGORY_TO_INDEX,
     BUCKET_EDGES,
@@ -153,6 +153,26 @@ def test_optical_split_per_image_equals_split_in_pieces():
     for name, entry in optical_flow_metrics(whole).items():
         other = optical_flow_metrics(pieces)[name]
         assert entry["value"] == pytest.approx(other["value"], rel=1e-15, nan_ok=True)
+
+
+def test_occlusion_splits_only_when_every_pair_has_a_mask():
+    """A mask for image A only: pooled _noc/_occ would cover A alone beside an `epe` over A and B."""
+    pred, gt, valid, occluded = _optical_case()
+    parts = [
+        optical_flow_partial(pred[:1], gt[:1], valid[:1], occluded[:1]),
+        optical_flow_partial(pred[1:], gt[1:], valid[1:]),
+    ]
+    acc = Accumulator.merged(Accumulator.from_partial(p) for p in parts)
+    assert occlusion_coverage(acc) == "partial"
+    metrics = optical_flow_metrics(acc, PROTOCOLS["sintel"])
+    assert not any(k.endswith(("_noc", "_occ")) or k in ("epe_matched", "epe_unmatched") for k in metrics)
+    assert metrics["epe"]["value"] == pytest.approx(EXPECTED_OPTICAL["epe"][0])
+    # image A alone (its own mask) still has them: noc = pixels 0, 1, 3 -> epe (0.5 + 2 + 4) / 3
+    alone = optical_flow_metrics(Accumulator.from_partial(parts[0]), PROTOCOLS["sintel"])
+    assert alone["epe_matched"]["value"] == pytest.approx(6.5 / 3) and alone["epe_unmatched"]["value"] == 4.0
+    full = Accumulator.from_partial(optical_flow_partial(pred, gt, valid, occluded))
+    assert occlusion_coverage(full) == "full"
+    assert occlusion_coverage(Accumulator.from_partial(parts[1])) == "none"
 
 
 # -- scene flow ------------------------------------------------------------------------------------
