@@ -294,7 +294,11 @@ def load_checkpoint(
     if unloaded:
         problems.append(f"model keys no checkpoint key maps to ({len(unloaded)}): {unloaded}")
     if missing_aliases:
-        problems.append(f"missing alias keys of the official layout ({len(missing_aliases)}): {missing_aliases}")
+        problems.append(
+            f"missing alias keys of the official layout ({len(missing_aliases)}): {missing_aliases} "
+            f"(a plain model.state_dict() lacks them; write official files with "
+            f"motionflow.train.checkpoint.save_weights, which stores each under both names)"
+        )
     if unexpected:
         problems.append(f"unexpected keys ({len(unexpected)}): {unexpected}")
     if shape_errors:
