@@ -357,6 +357,9 @@ def _fingerprint(spec: EvalSpec, method_label: str) -> dict:
         "dataset_options": {k: repr(v) for k, v in sorted(spec.dataset_options.items())},
         "method": method_label,
         "method_options": {k: str(v) for k, v in sorted(spec.method_options.items())},
+        # a resumed sample is not predicted again, so its flow file would silently be missing if a
+        # rerun asked for prediction files the first run did not write
+        "write_predictions": spec.write_predictions,
         "protocol": spec.protocol,
     }
 

@@ -143,6 +143,15 @@ def test_method_object_and_write_predictions_round_trip(tmp_path):
     assert report.value("epe") == pytest.approx(0.5, abs=1e-6)
     again = evaluate(ds, predictions_dir=tmp_path / "w", progress=False)
     assert _metric_values(again) == _metric_values(report)
+    # resuming a run that wrote no prediction files with write_predictions would skip the finished
+    # samples and leave their files missing: it is refused, not silently incomplete
+    method = _OffsetOptical(ds.samples)
+    out = tmp_path / "r" / "report.json"
+    evaluate(ds, method, out=out, progress=False)
+    with pytest.raises(FormatError, match="write_predictions"):
+        evaluate(ds, method, out=out, write_predictions=tmp_path / "w2", progress=False)
+    evaluate(ds, method, out=out, write_predictions=tmp_path / "w2", resume=False, progress=False)
+    assert sorted(p.name for p in (tmp_path / "w2").iterdir()) == ["clip0.flo", "clip1.flo"]
 
 
 def test_scene_flow_zero_method_and_max_samples():
