@@ -434,7 +434,12 @@ def write_preview(src, out: Path, suffix: str, fps: float, images: bool = False)
     from .io.video import VideoWriter
     from .viz import flow_to_color
 
-    paths = [out / f"{src.name(i)}{suffix}" for i in range(len(src))]
+    if src.files is not None:
+        paths = [out / f"{src.name(i)}{suffix}" for i in range(len(src))]
+    else:
+        # a video's frame count is the container's estimate (0 when unknown): take every flow file
+        # of the video's naming, ``frame_{index:06d}`` (zero-padded, so name order is frame order)
+        paths = sorted(out.glob(f"frame_[0-9]*{suffix}"))
     paths = [p for p in paths if p.exists()]
     if not paths:
         return None

@@ -149,3 +149,28 @@ def test_rerun_after_a_corrupt_frame_recomputes_only_the_missing_pairs(tmp_path,
     again = process_video(tmp_path / "frames", out, method=counting, progress=False)
     assert again.written == [] and again.unreadable == [1] and again.skipped == 2
     assert counting.calls == 0  # pairs beyond the bad frame exist: nothing recomputed
+
+
+def test_preview_has_every_flow_when_the_video_frame_count_is_an_underestimate(tmp_path, clip, monkeypatch):
+    """Containers may announce too few frames (or 0): every frame is still read, and the preview
+    must still show every flow written (it used to stop at the announced count)."""
+    from motionflow.io.video import FrameSource
+
+    video = tmp_path / "syn.mp4"
+    with VideoWriter(video, fps=5) as w:
+        for f in clip.frames:
+            w.write(f.transpose(1, 2, 0))
+    probe = FrameSource._probe_video
+
+    def short_count(self):
+        probe(self)
+        self._count = 2
+
+    monkeypatch.setattr(FrameSource, "_probe_video", short_count)
+    report = process_video(video, tmp_path / "out", method="opencv-dis", preview=True, progress=False)
+    assert len(report.written) == 4
+    import cv2
+
+    cap = cv2.VideoCapture(str(report.preview))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 4
+    cap.release()
