@@ -361,7 +361,7 @@ def process_video(
         :class:`VideoReport`. Unreadable frames are listed by index in the report (and in
         ``out / "estimate_report.json"``); the flows of every other pair are written.
     """
-    from .io import write_flow
+    from .io import atomic_write_bytes, write_flow
     from .io.video import FrameSource
 
     if fmt not in FLOW_FORMATS:
@@ -422,7 +422,7 @@ def process_video(
         report.seconds = time.perf_counter() - t0
     if preview:
         report.preview = write_preview(src, out, suffix, src.fps or 10.0, images=fmt == "reynolds-rgb")
-    (out / "estimate_report.json").write_text(json.dumps(report.to_dict(), indent=2))
+    atomic_write_bytes(out / "estimate_report.json", json.dumps(report.to_dict(), indent=2).encode())
     return report
 
 
