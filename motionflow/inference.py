@@ -205,14 +205,12 @@ def resize_frame(frame: np.ndarray, max_size: Optional[int]) -> np.ndarray:
 
 
 def _upscale_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """``(2, h, w)`` flow -> ``(2, H, W)`` bilinear, vectors scaled by ``W/w`` and ``H/h``."""
-    h, w = flow.shape[-2:]
-    if (h, w) == tuple(size):
+    """``(2, h, w)`` flow -> ``(2, H, W)`` (:func:`motionflow.ops.upsample.resize_flow`, bilinear)."""
+    if tuple(flow.shape[-2:]) == tuple(size):
         return flow
-    out = torch.nn.functional.interpolate(flow[None], size=size, mode="bilinear", align_corners=False)[0]
-    out[0] *= size[1] / w
-    out[1] *= size[0] / h
-    return out
+    from .ops.upsample import resize_flow
+
+    return resize_flow(flow[None], size)[0]
 
 
 def stream_flow(

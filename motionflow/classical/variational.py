@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from motionflow.errors import ShapeError
+from motionflow.ops.upsample import resize_flow
 from motionflow.ops.warp import backward_warp
 
 __all__ = ["VariationalParams", "refine_flow", "refine_level", "image_gradient"]
@@ -191,14 +192,9 @@ def _pyramid(img: torch.Tensor, levels: int) -> list[torch.Tensor]:
     return pyr
 
 
-def resize_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinearly resize ``(B, 2, H, W)`` flow to ``size`` and rescale its vectors accordingly."""
-    h, w = flow.shape[-2:]
-    if (h, w) == tuple(size):
-        return flow
-    out = F.interpolate(flow, size=size, mode="bilinear", align_corners=False)
-    scale = torch.tensor([size[1] / w, size[0] / h], dtype=flow.dtype, device=flow.device)
-    return out * scale.view(1, 2, 1, 1)
+def _resize(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """:func:`motionflow.ops.upsample.resize_flow` (bilinear), skipped when the size already matches."""
+    return flow if tuple(flow.shape[-2:]) == tuple(size) else resize_flow(flow, size)
 
 
 def refine_flow(
@@ -233,7 +229,7 @@ def refine_flow(
     cur = None
     for level in range(start, params.end_level - 1, -1):
         size = tuple(p1[level].shape[-2:])
-        cur = resize_flow(flow if cur is None else cur, size)
+        cur = _resize(flow if cur is None else cur, size)
         level_params = params
         if level == params.end_level:
             level_params = replace(
@@ -243,4 +239,4 @@ def refine_flow(
                 inner=params.inner if params.finest_inner is None else params.finest_inner,
             )
         cur = refine_level(p1[level], p2[level], cur, level_params)
-    return resize_flow(cur, tuple(img1.shape[-2:]))
+    return _resize(cur, tuple(img1.shape[-2:]))
