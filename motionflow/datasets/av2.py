@@ -199,7 +199,7 @@ class Argoverse2SceneFlow(Dataset):
                     meta[dst] = cols[src].astype(bool)
         if rec["next_labels"] is not None:
             try:
-                nxt = read_feather(rec["next_labels"])
+                nxt = read_feather(rec["next_labels"], [], optional=("is_ground_0",))  # that column only
             except FormatError:
                 nxt = {}
             if "is_ground_0" in nxt and len(nxt["is_ground_0"]) == n2:

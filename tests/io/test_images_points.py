@@ -114,6 +114,18 @@ def test_feather_missing_column(tmp_path):
         read_feather(tmp_path / "t.feather", ["x", "y", "z"])
 
 
+def test_feather_optional_columns_and_xyz_without_intensity(tmp_path):
+    from motionflow.io import write_feather
+
+    xyz = {c: np.arange(3, dtype=np.float32) + i for i, c in enumerate("xyz")}
+    write_feather(tmp_path / "a.feather", {**xyz, "laser_number": np.arange(3, dtype=np.uint8)})
+    cols = read_feather(tmp_path / "a.feather", ["x"], optional=("laser_number", "intensity"))
+    assert sorted(cols) == ["laser_number", "x"]  # only what was asked for; an absent optional is left out
+    assert cols["laser_number"].tolist() == [0, 1, 2]
+    pts, inten = read_points(tmp_path / "a.feather", intensity=True)
+    assert pts.tolist() == [[0, 1, 2], [1, 2, 3], [2, 3, 4]] and inten is None
+
+
 def test_finite_rows():
     pts = np.array([[0, 0, 0], [np.nan, 0, 0], [1, 2, np.inf]], np.float32)
     assert finite_rows(pts).tolist() == [True, False, False]
