@@ -422,6 +422,23 @@ class _RecordWriter:
             self.fh.close()
 
 
+def _check_resumed_ids(dataset, done: dict, path) -> None:
+    """Raise FormatError when a resumed record's id is not the dataset's sample at that index.
+
+    Records are keyed by index; a dataset whose listing changed since the interrupted run (a scene
+    added, files removed) would otherwise have other samples' results merged in under shifted indices.
+    """
+    ids = getattr(dataset, "ids", None)
+    if ids is None or not done:
+        return
+    for i in sorted(done):
+        if done[i]["id"] != ids[i]:
+            raise FormatError(
+                f"{path}: record {i} is sample {done[i]['id']!r} but the dataset's sample {i} is now {ids[i]!r} "
+                "(the dataset changed since that run); delete the file or pass resume=False (--no-resume)"
+            )
+
+
 def _records_path(out, records) -> Optional[Path]:
     if records is not None:
         return Path(records)
@@ -596,6 +613,7 @@ def evaluate(
     if rec_path is not None and not resume and rec_path.exists():
         rec_path.unlink()
     done = {i: r for i, r in done.items() if i < n}
+    _check_resumed_ids(ds, done, rec_path)
     todo = [i for i in indices if i not in done]
 
     from tqdm.auto import tqdm

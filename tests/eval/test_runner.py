@@ -110,6 +110,10 @@ def test_resume_after_a_crash_skips_finished_samples_and_loses_nothing(tmp_path)
     # records of another evaluation are never mixed in
     with pytest.raises(FormatError, match="records of"):
         evaluate(ds, predictions_dir=tmp_path, out=out, progress=False)
+    # nor records of samples whose index moved (the dataset's listing changed since the run)
+    shifted = SampleList([ds.samples[1], ds.samples[0]] + ds.samples[2:], name=ds.name)
+    with pytest.raises(FormatError, match=r"record 0 is sample 'clip0' but the dataset's sample 0 is now 'clip1'"):
+        evaluate(shifted, predictions_dir=pred, out=out, progress=False)
 
 
 class _ZeroFlow:
