@@ -71,11 +71,6 @@ PROTOCOLS = {
 }
 
 
-def optical_protocol(dataset_name: str) -> OpticalProtocol:
-    """The default protocol for a dataset name (``sintel``, ``kitti2015``, ... else pixel-pooled)."""
-    return PROTOCOLS.get(dataset_name, PROTOCOLS["default"])
-
-
 def endpoint_error(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     """Per-pixel end-point error ``(..., H, W)`` float64 of flows ``(..., 2, H, W)``."""
     pred = np.asarray(pred, dtype=np.float64)

@@ -149,10 +149,6 @@ for _name, _sched in SCHEDULES.items():
     _sched["model"] = _name.split("-things")[0].split("-sintel")[0].split("-chairs")[0].split("-kitti")[0]
 
 
-def _type_name(tp) -> str:
-    return getattr(tp, "__name__", str(tp)).replace("typing.", "")
-
-
 def _coerce(key: str, value, tp):
     """Check ``value`` against the dataclass annotation ``tp``; ints are accepted for floats."""
     origin = typing.get_origin(tp)
