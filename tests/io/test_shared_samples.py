@@ -51,6 +51,26 @@ def test_kitti_files(sample_data):
         assert read_image(root / n).shape == (375, 1242, 3)
 
 
+def test_kitti_flow_warps_frame_10_onto_11(sample_data):
+    # Channel order on the real file: valid = B > 0 alone cannot tell RGB from BGR (invalid pixels are
+    # all zero), but u = R and v = G must carry the _10 frame's valid pixels onto the _11 frame.
+    root = sample_data / "kitti2015_flow_000000"
+    f1 = read_image(root / "000000_10.png").astype(np.float32)
+    f2 = read_image(root / "000000_11.png").astype(np.float32)
+    flow, valid = read_flow(root / "flow_gt.png")
+    h, w = flow.shape[:2]
+    ys, xs = np.mgrid[0:h, 0:w]
+
+    def error(u, v):
+        xt = np.clip(np.rint(xs + u), 0, w - 1).astype(int)
+        yt = np.clip(np.rint(ys + v), 0, h - 1).astype(int)
+        return np.abs(f2[yt, xt] - f1)[valid].mean()
+
+    u, v = flow[..., 0], flow[..., 1]
+    gt = error(u, v)  # measured 17.2 grey levels; zero flow 41.1, u/v swapped 42.5, negated 56.5
+    assert gt < 0.6 * error(0 * u, 0 * v) and gt < 0.6 * error(v, u) and gt < 0.6 * error(-u, -v)
+
+
 def test_chairs_files(sample_data):
     root = sample_data / "flyingchairs_flownet2"
     for s in ("0000001", "0000006"):
