@@ -33,6 +33,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from ..errors import ShapeError
 from ..ops.correlation import CorrPyramid, OnDemandCorrPyramid
 from ..ops.upsample import convex_upsample
 from ..ops.warp import coords_grid
@@ -115,6 +116,7 @@ class RAFT(nn.Module):
             each iteration). ``test_mode=True``: ``flow_low`` ``(B, 2, H/8, W/8)`` (1/8-res pixels) and
             ``flow_up`` ``(B, 2, H, W)`` (= the last list entry).
         """
+        _check_pair(image1, image2)
         image1 = (2 * (image1 / 255.0) - 1.0).contiguous()
         image2 = (2 * (image2 / 255.0) - 1.0).contiguous()
 
@@ -154,6 +156,21 @@ class RAFT(nn.Module):
         if test_mode:
             return coords1 - coords0, flow_up
         return flow_predictions
+
+
+def _check_pair(image1: torch.Tensor, image2: torch.Tensor) -> None:
+    """``image1``, ``image2``: two ``(B, 3, H, W)`` tensors of one shape, ``H``, ``W`` multiples of 8."""
+    for name, x in (("image1", image1), ("image2", image2)):
+        if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != 3:
+            found = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ShapeError(f"RAFT {name}: expected a tensor (B, 3, H, W) in [0, 255], found {found}")
+    if image1.shape != image2.shape:
+        raise ShapeError(
+            f"RAFT image2: expected the shape of image1 {tuple(image1.shape)}, found {tuple(image2.shape)}"
+        )
+    h, w = image1.shape[-2:]
+    if h % 8 or w % 8:
+        raise ShapeError(f"RAFT images: H and W must be multiples of 8 (pad first), found {h}x{w}")
 
 
 def build_raft(**options) -> RAFT:

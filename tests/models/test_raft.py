@@ -79,3 +79,16 @@ def test_correlation_stays_float32_under_autocast():
     assert seen == [(torch.float32,) * 3, (torch.bfloat16, torch.float32, torch.float32)]
     assert low.dtype == up.dtype == torch.float32
     assert (up - ref).abs().max() < 0.05 * ref.abs().max()
+
+
+def test_forward_checks_its_inputs():
+    from motionflow.errors import ShapeError
+
+    model = create_model("raft")
+    x = torch.zeros(1, 3, 128, 128)
+    with pytest.raises(ShapeError, match=r"multiples of 8 \(pad first\), found 130x130"):
+        model(torch.zeros(1, 3, 130, 130), torch.zeros(1, 3, 130, 130), iters=1)
+    with pytest.raises(ShapeError, match=r"image2: expected the shape of image1 \(1, 3, 128, 128\), found \(1, 3, 128, 136\)"):
+        model(x, torch.zeros(1, 3, 128, 136), iters=1)
+    with pytest.raises(ShapeError, match=r"image1: expected a tensor \(B, 3, H, W\).*found \(3, 128, 128\)"):
+        model(x[0], x, iters=1)
