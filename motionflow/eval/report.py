@@ -4,7 +4,8 @@ JSON schema::
 
     {
       "dataset": "sintel", "split": "training", "method": "raft" | "predictions:DIR",
-      "protocol": {...},                       # kind, default reductions, eps, AV2 on/off, notes
+      "protocol": {...},                       # kind, default reductions, eps, AV2 on/off, notes,
+                                               # dataset_options (e.g. Sintel's pass_name) when given
       "metrics": {NAME: {"value": float|null, "reduction": "pixel"|"image"|"sample"|"point"|"class",
                          "alternatives": {OTHER_REDUCTION: float|null}, ...}},
       "num_samples": int,
@@ -120,8 +121,11 @@ class Report:
         return buf.getvalue()
 
     def to_markdown(self) -> str:
+        setting = ([self.split] if self.split else []) + [
+            f"{k}={v}" for k, v in (self.protocol.get("dataset_options") or {}).items()
+        ]
         lines = [
-            f"**{self.dataset}**" + (f" ({self.split})" if self.split else "") + f", method `{self.method}`, "
+            f"**{self.dataset}**" + (f" ({', '.join(setting)})" if setting else "") + f", method `{self.method}`, "
             f"{self.num_samples} samples",
             "",
             "| metric | value | reduction | other reduction |",

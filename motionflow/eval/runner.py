@@ -654,6 +654,9 @@ def evaluate(
         {"id": r["id"], "index": r["index"], "metrics": r["metrics"], "seconds": r["seconds"]} for r in ordered
     ]
     protocol_info = describe_protocol(spec.protocol, acc)
+    if spec.dataset_options:  # e.g. Sintel's pass: part of what the numbers mean
+        protocol_info["dataset_options"] = {k: v if isinstance(v, (str, int, float, bool)) else repr(v)
+                                            for k, v in sorted(spec.dataset_options.items())}
     report = Report(
         dataset=name,
         split=split if split is not None else getattr(ds, "split", None),  # the loader's default split

@@ -116,6 +116,8 @@ def test_sintel_predictions_with_known_offset(sample_data, tmp_path):
     m = rep["metrics"]
     assert m["epe"]["reduction"] == "pixel" and m["epe"]["value"] == pytest.approx(1.0, abs=1e-4)
     assert rep["split"] == "training"  # the loader's default split, recorded although --split was omitted
+    assert rep["protocol"]["dataset_options"] == {"pass_name": "final"}
+    assert out.with_suffix(".md").read_text().startswith("**sintel** (training, pass_name=final), method ")
     # only frame 2 has an occlusion mask: no dataset-level matched/unmatched pooled over that one pair
     # beside an `epe` over all three, but a note, and frame 2's own entry has them
     assert "epe_matched" not in m and "epe_noc" not in m and "epe_occ" not in m
