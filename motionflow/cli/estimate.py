@@ -59,6 +59,15 @@ def _jobs(inputs: list[str], out: Path) -> list[tuple[object, Path]]:
         raise FormatError("INPUT: expected either image files only, or videos / folders, found a mix")
     if len(paths) == 1:
         return [(paths[0], out)]
+    # two inputs with one name would share DIR/<name>, and the second would "resume" the first's flows
+    seen: dict = {}
+    for p in paths:
+        if p.stem in seen:
+            raise FormatError(
+                f"INPUT: expected videos / folders with distinct names (each goes to {out}/<name>), "
+                f"found {seen[p.stem]} and {p} both named {p.stem!r}"
+            )
+        seen[p.stem] = p
     return [(p, out / p.stem) for p in paths]
 
 

@@ -174,3 +174,19 @@ def test_preview_has_every_flow_when_the_video_frame_count_is_an_underestimate(t
     cap = cv2.VideoCapture(str(report.preview))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 4
     cap.release()
+
+
+def test_several_inputs_go_to_one_folder_each_and_names_must_differ(tmp_path, clip, capsys):
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        _write_frames(tmp_path / name / "seq", clip)
+    out = tmp_path / "out"
+    args = ["--out", str(out), "--method", "opencv-dis", "--no-progress"]
+    rc = main(["estimate", str(tmp_path / "a" / "seq"), str(tmp_path / "b" / "seq"), *args])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "distinct names" in err and "both named 'seq'" in err
+    assert not out.exists()  # refused before anything was written
+    (tmp_path / "b" / "seq").rename(tmp_path / "b" / "seq2")
+    assert main(["estimate", str(tmp_path / "a" / "seq"), str(tmp_path / "b" / "seq2"), *args]) == 0
+    assert len(list((out / "seq").glob("*.flo"))) == 4 and len(list((out / "seq2").glob("*.flo"))) == 4
