@@ -25,7 +25,7 @@ from typing import Any, Iterable, Iterator, Optional
 import numpy as np
 import torch
 
-from .errors import ShapeError
+from .errors import FormatError, ShapeError
 from .types import FlowPrediction
 
 __all__ = [
@@ -366,6 +366,17 @@ def process_video(
         raise ShapeError(f"fmt: expected one of {', '.join(FLOW_FORMATS)}, found {fmt!r}")
     suffix = FLOW_FORMATS[fmt]
     src = FrameSource(source)
+    if src.files is not None:
+        # flows are named after the first frame's stem: two frames with one stem would share a file
+        # (the later pair overwritten, or skipped as already there on resume)
+        firsts: dict = {}
+        for i, f in enumerate(src.files[:-1]):
+            if f.stem in firsts:
+                raise FormatError(
+                    f"{f}: expected frames with distinct file names (flows are named after them), "
+                    f"found the name {f.stem!r} also for {src.files[firsts[f.stem]]}"
+                )
+            firsts[f.stem] = i
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     report = VideoReport(out=out)

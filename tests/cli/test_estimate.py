@@ -190,3 +190,16 @@ def test_several_inputs_go_to_one_folder_each_and_names_must_differ(tmp_path, cl
     (tmp_path / "b" / "seq").rename(tmp_path / "b" / "seq2")
     assert main(["estimate", str(tmp_path / "a" / "seq"), str(tmp_path / "b" / "seq2"), *args]) == 0
     assert len(list((out / "seq").glob("*.flo"))) == 4 and len(list((out / "seq2").glob("*.flo"))) == 4
+
+
+def test_image_files_whose_flows_would_share_a_name_are_refused(tmp_path, clip):
+    from motionflow.errors import FormatError
+
+    for name in ("a", "b"):
+        _write_frames(tmp_path / name, clip)
+    files = [tmp_path / "a" / "frame_0001.png", tmp_path / "b" / "frame_0001.png", tmp_path / "a" / "frame_0002.png"]
+    with pytest.raises(FormatError, match=r"frame_0001.png: expected frames with distinct file names.*'frame_0001'"):
+        process_video(files, tmp_path / "out", method="opencv-dis", progress=False)
+    # the last frame names no flow, so it may share a name
+    files = [tmp_path / "a" / "frame_0001.png", tmp_path / "b" / "frame_0001.png"]
+    assert len(process_video(files, tmp_path / "out2", method="opencv-dis", progress=False).written) == 1
