@@ -386,6 +386,15 @@ def process_video(
     def target(index: int) -> Path:
         return out / f"{src.name(index)}{suffix}"
 
+    if src.files is not None:
+        inputs = {f.resolve() for f in src.files}
+        for i in range(total - 1):
+            if target(i).resolve() in inputs:
+                raise FormatError(
+                    f"out {out}: expected an output folder whose flow files do not replace input frames, "
+                    f"found that flow {target(i).name} would overwrite the frame {target(i)}"
+                )
+
     start = 0
     if resume:
         report.skipped = sum(target(p).exists() for p in range(total - 1))

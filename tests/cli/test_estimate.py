@@ -203,3 +203,16 @@ def test_image_files_whose_flows_would_share_a_name_are_refused(tmp_path, clip):
     # the last frame names no flow, so it may share a name
     files = [tmp_path / "a" / "frame_0001.png", tmp_path / "b" / "frame_0001.png"]
     assert len(process_video(files, tmp_path / "out2", method="opencv-dis", progress=False).written) == 1
+
+
+def test_flows_never_overwrite_the_input_frames(tmp_path, clip):
+    from motionflow.errors import FormatError
+
+    _write_frames(tmp_path / "frames", clip)
+    before = sorted(p.stat().st_mtime_ns for p in (tmp_path / "frames").iterdir())
+    with pytest.raises(FormatError, match=r"flow frame_0001.png would overwrite the frame"):
+        process_video(tmp_path / "frames", tmp_path / "frames", method="opencv-dis", fmt="png", progress=False)
+    assert sorted(p.stat().st_mtime_ns for p in (tmp_path / "frames").iterdir()) == before
+    # .flo files beside the frames are fine
+    report = process_video(tmp_path / "frames", tmp_path / "frames", method="opencv-dis", progress=False)
+    assert len(report.written) == 4
