@@ -132,7 +132,7 @@ class NetworkSpec:
 
     Attributes:
         name: registered method name (``raft``...).
-        clip_length: frames per call the method prefers (2 / 3 / 5 / 4).
+        clip_length: frames per call the method prefers (RAFT 2, VideoFlow BOF 8 / MOF 9, StreamFlow 4).
         windows: ``windows(T) -> [(start, length), ...]`` covering every pair of a T-frame clip.
         run_window: ``run_window(model, frames (B, n, 3, H, W), iters, return_iterations) -> WindowFlows``
             on padded frames (H, W multiples of ``stride``, >= ``min_size``).

@@ -180,7 +180,7 @@ def _direct(model, clip, index):
 def test_bof_method_windows_and_edges():
     torch.manual_seed(7)
     method = create_bof_method(weights="random", iters=1, device="cpu")
-    assert method.clip_length == 3
+    assert method.clip_length == 8
     clip = _clip(3)
     pred = method(clip)
     assert pred.flow.shape == (1, 2, 2, 64, 72) and pred.backward.shape == (1, 2, 2, 64, 72)
@@ -194,7 +194,7 @@ def test_bof_method_windows_and_edges():
 def test_mof_method_windows_keep_inner_flows():
     torch.manual_seed(8)
     method = create_mof_method(weights="random", iters=1, device="cpu")
-    assert method.clip_length == 5
+    assert method.clip_length == 9
     clip = _clip(4)
     pred = method(clip)
     assert pred.flow.shape == (1, 3, 2, 64, 72) and pred.backward.shape == (1, 3, 2, 64, 72)
@@ -219,3 +219,18 @@ def test_on_demand_correlation_switch_gives_the_same_lookup():
     pyr = model.correlation(f1, f2)
     assert isinstance(pyr, OnDemandCorrPyramid)
     torch.testing.assert_close(pyr(coords), CorrPyramid(f1, f2)(coords), rtol=0, atol=1e-5)
+
+
+def test_video_engine_gives_bof_windows_their_real_neighbours():
+    """Through estimate_flow (clips of ``clip_length`` overlapping by one), a pair inside a clip comes
+    from the window on the real frames; only a clip's first frame is repeated."""
+    from motionflow.inference import estimate_flow
+
+    torch.manual_seed(7)
+    method = create_bof_method(weights="random", iters=1, device="cpu")
+    clip = _clip(5)
+    pred = estimate_flow(clip, method=method)
+    assert pred.meta["clips"] == [(0, 5)]
+    for t in (1, 2, 3):
+        direct = _direct(method.model, clip, [t - 1, t, t + 1])
+        torch.testing.assert_close(pred.flow[:, t], direct[:, 0], rtol=0, atol=1e-5)  # centre t -> t+1
