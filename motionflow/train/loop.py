@@ -338,7 +338,9 @@ def _train(cfg, trainer, frames, out, device, info, resume, stop_at, callback, C
             window[k] = window.get(k, 0.0) + metrics[k]
         window["lr"] = lr
         bar.update(1)
-        if step % cfg.log_every == 0 or step == end:
+        # log at the schedule's last step, not at a stop_at interruption: the window in progress is
+        # saved with the state, so a resumed run logs exactly the rows of an uninterrupted one
+        if step % cfg.log_every == 0 or step == cfg.max_steps:
             n = window["n_steps"]
             row = {"step": step, "lr": window["lr"], "loss": window["loss"] / n, "grad_norm": window["grad_norm"] / n,
                    **{k: window[k] / n for k in METRIC_NAMES}, "seconds": time.perf_counter() - t_window}

@@ -68,6 +68,19 @@ def test_resume_reproduces_the_uninterrupted_loss_curve(tmp_path):
         train(dict(cfg, out=str(tmp_path / "nothing")), resume=True)
 
 
+def test_interrupted_run_logs_the_rows_of_an_uninterrupted_one(tmp_path):
+    """stop_at inside a log window: the resumed run logs the same window means at the same steps."""
+    from motionflow.train import resume_config
+
+    cfg = dict(TINY, max_steps=5, log_every=4, lr=4e-4, synthetic={"num_samples": 2, "size": (64, 64)})
+    train(dict(cfg, out=str(tmp_path / "full")))
+    part = train(dict(cfg, out=str(tmp_path / "part")), stop_at=2)
+    assert part.history == []  # no log row at the interruption (steps 1-2 belong to the window of step 4)
+    train(resume_config(tmp_path / "part"), resume=True)
+    assert [r[0] for r in _losses(tmp_path / "full")] == [4, 5]
+    assert _losses(tmp_path / "full") == _losses(tmp_path / "part")
+
+
 def test_trained_weights_load_in_estimate_and_eval(tmp_path, capsys):
     """`motionflow train` writes official-layout weights that create_model, the registry and eval read."""
     from motionflow.cli.main import main
