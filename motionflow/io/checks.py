@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,15 @@ def existing_file(path) -> Path:
 
 def read_bytes(path) -> bytes:
     return existing_file(path).read_bytes()
+
+
+def load_numpy(path):
+    """``np.load`` of an existing ``.npy`` / ``.npz`` (no pickles); FormatError naming the file otherwise."""
+    path = existing_file(path)
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise FormatError(f"{path}: expected a readable numpy file, found unreadable content ({exc})") from exc
 
 
 def flow_array(flow, valid, what: str) -> tuple[np.ndarray, np.ndarray]:

@@ -14,14 +14,13 @@ suffix     format
 from __future__ import annotations
 
 import io as _io
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import FormatError
 from .atomic import atomic_write_bytes
-from .checks import existing_file, flow_array
+from .checks import flow_array, load_numpy
 from .flo import read_flo, write_flo
 from .kitti_png import read_kitti_png, write_kitti_png
 from .pfm import read_pfm_flow, write_pfm_flow
@@ -45,20 +44,13 @@ def _as_hw2(arr, path, what: str) -> np.ndarray:
     raise FormatError(f"{path}: expected {what} of shape (H, W, 2), found {arr.shape}")
 
 
-def _load_numpy(path, allow_pickle=False):
-    try:
-        return np.load(path, allow_pickle=allow_pickle)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise FormatError(f"{path}: expected a readable numpy file, found unreadable content ({exc})") from exc
-
-
 def _read_npy(path) -> tuple[np.ndarray, np.ndarray]:
-    flow = _as_hw2(_load_numpy(existing_file(path)), path, "a flow array")
+    flow = _as_hw2(load_numpy(path), path, "a flow array")
     return flow, np.isfinite(flow).all(axis=2)
 
 
 def _read_npz(path) -> tuple[np.ndarray, np.ndarray]:
-    with _load_numpy(existing_file(path)) as data:
+    with load_numpy(path) as data:
         if not hasattr(data, "files"):
             raise FormatError(f"{path}: expected an .npz archive, found a plain array")
         if "flow" not in data.files:

@@ -18,7 +18,6 @@ and keep the labels aligned (see :func:`finite_rows`).
 from __future__ import annotations
 
 import io as _io
-import zipfile
 from pathlib import Path
 from typing import Optional
 
@@ -26,7 +25,7 @@ import numpy as np
 
 from ..errors import FormatError, ShapeError, require, require_open3d
 from .atomic import atomic_path, atomic_write_bytes
-from .checks import existing_file
+from .checks import existing_file, load_numpy
 
 POINT_SUFFIXES = (".bin", ".npy", ".npz", ".pcd", ".ply", ".feather")
 WRITABLE_POINT_SUFFIXES = (".bin", ".npy", ".npz", ".pcd", ".ply", ".feather")
@@ -124,16 +123,9 @@ def write_feather(path, columns: dict) -> Path:
     return Path(path)
 
 
-def _load_numpy(path):
-    try:
-        return np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise FormatError(f"{path}: expected a readable numpy file, found unreadable content ({exc})") from exc
-
-
 def read_npz_key(path, keys) -> tuple[str, np.ndarray]:
     """Return ``(key, array)`` for the first of ``keys`` present in the ``.npz`` at ``path``."""
-    with _load_numpy(existing_file(path)) as data:
+    with load_numpy(path) as data:
         if not hasattr(data, "files"):
             raise FormatError(f"{path}: expected an .npz archive, found a plain array")
         for key in keys:
@@ -177,7 +169,7 @@ def read_points(path, key: Optional[str] = None, *, intensity: bool = False):
         pts, inten = np.ascontiguousarray(raw[:, :3]), raw[:, 3].copy()
     elif suffix in (".npy", ".npz"):
         if suffix == ".npy":
-            arr = _load_numpy(existing_file(path))
+            arr = load_numpy(path)
             if hasattr(arr, "files"):
                 raise FormatError(f"{path}: expected a .npy array, found an .npz archive")
             name = "the array"
