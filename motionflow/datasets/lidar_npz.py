@@ -136,7 +136,7 @@ class _NpzPairs(Dataset):
             meta["kept_index2"] = kept2
         for key, kept, n in (("mask1_tracks_flow", kept1, n1), ("mask2_tracks_flow", kept2, n2)):
             if key in parts:
-                meta[key] = remap_mask(parts[key], kept, n)
+                meta[key] = remap_mask(parts[key], kept, n, f"{rec['path']}: {key!r}")
         meta.update(parts.get("meta", {}))
         if flow is not None and valid is None:
             valid = np.isfinite(flow).all(axis=1)

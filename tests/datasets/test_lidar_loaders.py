@@ -103,6 +103,12 @@ def test_nsfp_sets_with_nan_points_and_masks(tmp_path):
     assert s.meta["mask2_tracks_flow"].tolist() == [False, True, False]
     with pytest.raises(DatasetNotFoundError, match="train"):
         get_dataset("nuscenes-nsfp", tmp_path, split="train")
+    # a bool mask of the wrong length or an index past the cloud is an error, not a silent 0/1 index list
+    for bad, message in ((np.array([1, 0, 1], bool), r"'mask1_tracks_flow': expected a bool mask of shape \(6,\)"),
+                         (np.array([1, 6]), r"'mask1_tracks_flow': expected point indices in \[0, 6\), found 1..6")):
+        np.savez(log / "100_200.npz", pc1=pc1, pc2=pc2, flow=flow, mask1_tracks_flow=bad)
+        with pytest.raises(FormatError, match=message):
+            get_dataset("argoverse-nsfp", tmp_path)[0]
     assert get_dataset("nuscenes-nsfp", tmp_path, split="all").ids == ["val/log1/100_200"]
 
 
