@@ -155,6 +155,17 @@ def test_optical_split_per_image_equals_split_in_pieces():
         assert entry["value"] == pytest.approx(other["value"], rel=1e-15, nan_ok=True)
 
 
+def test_thresholds_are_strict_at_the_boundaries():
+    """px: epe < t (RAFT); Fl: epe > 3 and epe > 0.05 |gt| (devkit), an error exactly at a threshold is not counted."""
+    gt = np.zeros((1, 2, 1, 4))
+    gt[0, 0, 0] = [0, 0, 0, 100]
+    pred = gt.copy()
+    pred[0, 0, 0] = [1, 3, 5, 105]  # epe exactly 1, 3, 5 and 5 = 5 % of |gt| = 100
+    m = optical_flow_metrics(Accumulator.from_partial(optical_flow_partial(pred, gt, np.ones((1, 1, 4), bool))))
+    assert m["px1"]["value"] == 0.0 and m["px3"]["value"] == 0.25 and m["px5"]["value"] == 0.5
+    assert m["fl_all"]["value"] == 25.0  # only the 5 px error on a zero flow
+
+
 def test_occlusion_splits_only_when_every_pair_has_a_mask():
     """A mask for image A only: pooled _noc/_occ would cover A alone beside an `epe` over A and B."""
     pred, gt, valid, occluded = _optical_case()
