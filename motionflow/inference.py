@@ -377,10 +377,10 @@ def process_video(
                     f"found the name {f.stem!r} also for {src.files[firsts[f.stem]]}"
                 )
             firsts[f.stem] = i
+    m = build_method(method, checkpoint=checkpoint, iters=iters, device=device, **options)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     report = VideoReport(out=out)
-    m = build_method(method, checkpoint=checkpoint, iters=iters, device=device, **options)
     total = len(src)
 
     def target(index: int) -> Path:

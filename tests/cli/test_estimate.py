@@ -216,3 +216,12 @@ def test_flows_never_overwrite_the_input_frames(tmp_path, clip):
     # .flo files beside the frames are fine
     report = process_video(tmp_path / "frames", tmp_path / "frames", method="opencv-dis", progress=False)
     assert len(report.written) == 4
+
+
+def test_a_method_that_cannot_be_built_leaves_no_output_folder(tmp_path, clip):
+    from motionflow.errors import CheckpointError
+
+    _write_frames(tmp_path / "frames", clip)
+    with pytest.raises(CheckpointError, match="needs its official weights"):
+        process_video(tmp_path / "frames", tmp_path / "out", method="raft", progress=False)
+    assert not (tmp_path / "out").exists()
