@@ -19,7 +19,9 @@ direction, and says exactly what is wrong when it refuses:
    **later** key, ``downsample.1.*``, decides the value the official model computes with. Our model
    owns the module once (as ``downsample.1``), takes the canonical value and consumes the alias after
    checking its shape. (In the released files both keys hold identical tensors; in the parity recipe
-   they differ, which is how the parity test pins the order down.)
+   they differ, which is how the parity test pins the order down.) A file without the alias keys (a
+   plain ``model.state_dict()`` of our network) also loads: the alias carries no value of its own, and
+   :attr:`LoadReport.aliases_absent` lists what was absent.
 4. **Unused keys.** ``unused_keys`` names entries the official files carry but the network never reads
    (VideoFlow's final Twins ``norm``, its relative position tables...). They are accepted **by name**
    and dropped; any other key the model does not have is *unexpected*.
@@ -93,6 +95,8 @@ class LoadReport:
         aliases_differing: the aliases whose tensor differed from the canonical one (the canonical,
             i.e. the official effective value, was used).
         unused: checkpoint keys accepted by name and dropped.
+        aliases_absent: alias keys the file does not carry although their canonical key is there (a
+            plain ``model.state_dict()`` of our network: nothing is missing, the alias only duplicates).
     """
 
     source: str
@@ -102,6 +106,7 @@ class LoadReport:
     aliases: dict = field(default_factory=dict)
     aliases_differing: list = field(default_factory=list)
     unused: list = field(default_factory=list)
+    aliases_absent: list = field(default_factory=list)
 
 
 def read_checkpoint(path: Union[str, Path], allow_pickle: bool = False) -> dict:
@@ -293,12 +298,6 @@ def load_checkpoint(
         problems.append(f"missing keys ({len(missing)}): {missing}")
     if unloaded:
         problems.append(f"model keys no checkpoint key maps to ({len(unloaded)}): {unloaded}")
-    if missing_aliases:
-        problems.append(
-            f"missing alias keys of the official layout ({len(missing_aliases)}): {missing_aliases} "
-            f"(a plain model.state_dict() lacks them; write official files with "
-            f"motionflow.train.checkpoint.save_weights, which stores each under both names)"
-        )
     if unexpected:
         problems.append(f"unexpected keys ({len(unexpected)}): {unexpected}")
     if shape_errors:
@@ -322,6 +321,7 @@ def load_checkpoint(
         loaded=len(mapped),
         aliases=used_aliases,
         aliases_differing=differing,
+        aliases_absent=missing_aliases,
         unused=dropped,
     )
 
