@@ -28,7 +28,7 @@ REDUCTIONS = ("mean", "sum", "none")
 
 
 def _one_way(a: torch.Tensor, b: torch.Tensor, truncate, squared, backend) -> torch.Tensor:
-    d, _ = knn(a, b, k=1, backend=backend, squared=squared)
+    d, _ = knn(a, b, k=1, backend=backend, squared=squared, check_finite=False)  # checked by the caller
     d = d[:, 0]
     if truncate is not None:
         d = torch.where(d >= truncate, torch.zeros_like(d), d)
@@ -45,6 +45,7 @@ def chamfer_distance(
     weights=None,
     backward_weight: float = 1.0,
     backend: str = "auto",
+    check_finite: bool = True,
 ):
     """Chamfer distance between ``a (N, 3)`` and ``b (M, 3)``.
 
@@ -62,14 +63,17 @@ def chamfer_distance(
         weights: optional ``(N,)`` per-point weights of the ``a -> b`` term (SCOOP's confidence).
         backward_weight: factor on the ``b -> a`` term.
         backend: kNN backend (see :func:`motionflow.ops.neighbors.knn`).
+        check_finite: raise on NaN/inf input (a host sync on CUDA). Optimisation loops pass False:
+            a non-finite point then makes the loss NaN, which stops the optimiser
+            (:func:`motionflow.sceneflow.stopping.optimize`) without a sync every iteration.
 
     Returns:
         A scalar tensor, or a tuple of per-point tensors for ``reduction="none"``.
     """
     if reduction not in REDUCTIONS:
         raise UnknownNameError(f"chamfer_distance reduction: expected one of {REDUCTIONS}, found {reduction!r}")
-    ta = as_points(a, "a")
-    tb = as_points(b, "b").to(ta.dtype)
+    ta = as_points(a, "a", check_finite=check_finite)
+    tb = as_points(b, "b", check_finite=check_finite).to(ta.dtype)
     if ta.shape[0] == 0 or tb.shape[0] == 0:
         raise ShapeError(f"chamfer_distance: both clouds need points, found a={ta.shape[0]}, b={tb.shape[0]}")
     d_ab = _one_way(ta, tb, truncate, squared, backend)
@@ -92,7 +96,7 @@ class ChamferDistance(nn.Module):
     """Module twin of :func:`chamfer_distance` holding its options (e.g. ``ChamferDistance(truncate=2.0)``)."""
 
     def __init__(self, truncate=None, squared=True, reduction="mean", bidirectional=True, backward_weight=1.0,
-                 backend="auto"):
+                 backend="auto", check_finite=True):
         super().__init__()
         self.truncate = truncate
         self.squared = squared
@@ -100,8 +104,10 @@ class ChamferDistance(nn.Module):
         self.bidirectional = bidirectional
         self.backward_weight = backward_weight
         self.backend = backend
+        self.check_finite = check_finite
 
     def forward(self, a, b, weights=None):
         return chamfer_distance(a, b, truncate=self.truncate, squared=self.squared, reduction=self.reduction,
                                 bidirectional=self.bidirectional, weights=weights,
-                                backward_weight=self.backward_weight, backend=self.backend)
+                                backward_weight=self.backward_weight, backend=self.backend,
+                                check_finite=self.check_finite)

@@ -30,7 +30,7 @@ from ..errors import ShapeError, UnknownNameError
 BACKENDS = ("auto", "scipy", "open3d", "torch")
 
 
-def as_points(x, name: str, dtype: torch.dtype | None = None, device=None) -> torch.Tensor:
+def as_points(x, name: str, dtype: torch.dtype | None = None, device=None, check_finite: bool = True) -> torch.Tensor:
     """Check that ``x`` is a finite ``(N, 3)`` cloud and return it as a torch tensor.
 
     Args:
@@ -39,6 +39,9 @@ def as_points(x, name: str, dtype: torch.dtype | None = None, device=None) -> to
         dtype: convert to this floating dtype (default: keep a floating tensor's dtype, numpy
             input becomes float32 unless it is float64).
         device: move to this device.
+        check_finite: check for NaN/inf. The check reads a value back to the host (a device sync on
+            CUDA), so optimisation loops that call an op every iteration pass False and watch the loss
+            instead (a NaN loss stops :func:`motionflow.sceneflow.stopping.optimize`).
 
     Raises:
         ShapeError: wrong type, shape, or non-finite values.
@@ -57,7 +60,7 @@ def as_points(x, name: str, dtype: torch.dtype | None = None, device=None) -> to
         t = t.float()
     if dtype is not None or device is not None:
         t = t.to(device=device if device is not None else t.device, dtype=dtype or t.dtype)
-    if not bool(torch.isfinite(t).all()):
+    if check_finite and not bool(torch.isfinite(t).all()):
         bad = int((~torch.isfinite(t).all(dim=1)).sum())
         raise ShapeError(f"{name}: expected finite coordinates, found {bad} point(s) with NaN or inf")
     return t
@@ -110,13 +113,15 @@ def _pick_backend(backend: str, device: torch.device) -> str:
             return "torch"
 
 
-def knn_indices(query, ref, k: int = 1, backend: str = "auto", chunk_size: int = 2048) -> torch.Tensor:
+def knn_indices(query, ref, k: int = 1, backend: str = "auto", chunk_size: int = 2048,
+                check_finite: bool = True) -> torch.Tensor:
     """Indices ``(N, k)`` int64 of the k nearest ``ref`` points of every ``query`` point.
 
-    Sorted by increasing distance. No gradients (indices are integers). See :func:`knn`.
+    Sorted by increasing distance. No gradients (indices are integers). See :func:`knn`. With
+    ``check_finite=False`` a non-finite query gets some valid index (its distance is then NaN).
     """
-    q = as_points(query, "query")
-    r = as_points(ref, "ref")
+    q = as_points(query, "query", check_finite=check_finite)
+    r = as_points(ref, "ref", check_finite=check_finite)
     if not isinstance(k, (int, np.integer)) or k < 1:
         raise ShapeError(f"knn k: expected an integer >= 1, found {k!r}")
     if r.shape[0] < k:
@@ -129,6 +134,10 @@ def knn_indices(query, ref, k: int = 1, backend: str = "auto", chunk_size: int =
             return _indices_torch(q.detach(), r.detach().to(q.dtype), int(k), chunk_size)
     qn = q.detach().cpu().numpy()
     rn = r.detach().cpu().numpy()
+    if not check_finite:
+        # KD-trees refuse NaN: search with non-finite coordinates zeroed (any valid index will do, the
+        # distance recomputed from the original points is NaN)
+        qn, rn = np.nan_to_num(qn, nan=0.0, posinf=0.0, neginf=0.0), np.nan_to_num(rn, nan=0.0, posinf=0.0, neginf=0.0)
     idx = _indices_scipy(qn, rn, int(k)) if chosen == "scipy" else _indices_open3d(qn, rn, int(k))
     return torch.from_numpy(idx).to(q.device)
 
@@ -140,6 +149,7 @@ def knn(
     backend: str = "auto",
     squared: bool = False,
     chunk_size: int = 2048,
+    check_finite: bool = True,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """k nearest neighbours of every query point in ``ref``.
 
@@ -150,6 +160,8 @@ def knn(
         backend: ``"auto"``, ``"scipy"``, ``"open3d"`` or ``"torch"`` (see the module docstring).
         squared: return squared distances (what NSFP's Chamfer uses) instead of distances.
         chunk_size: query rows per ``cdist`` block in the torch backend.
+        check_finite: raise on NaN/inf (a host sync on CUDA). False: non-finite points give NaN
+            distances instead (for per-iteration losses, see :func:`as_points`).
 
     Returns:
         ``(distances (N, k), indices (N, k) int64)``, sorted by increasing distance. The distances
@@ -160,10 +172,10 @@ def knn(
         ShapeError: a cloud is not ``(N, 3)``, holds NaN/inf, or has fewer than ``k`` points.
         UnknownNameError: unknown backend.
     """
-    q = as_points(query, "query")
-    r = as_points(ref, "ref")
+    q = as_points(query, "query", check_finite=check_finite)
+    r = as_points(ref, "ref", check_finite=check_finite)
     r = r.to(dtype=q.dtype) if r.dtype != q.dtype else r
-    idx = knn_indices(q, r, k=k, backend=backend, chunk_size=chunk_size)
+    idx = knn_indices(q, r, k=k, backend=backend, chunk_size=chunk_size, check_finite=False)
     diff = q.unsqueeze(1) - r[idx]  # (N, k, 3)
     d2 = (diff * diff).sum(-1)
     if squared:

@@ -137,10 +137,12 @@ class NSFP(SceneFlowMethod):
 
         def loss_fn():
             deformed = pc1 + net(pc1)
-            loss = chamfer_distance(deformed, pc2, truncate=self.truncate, backend=self.knn_backend)
+            loss = chamfer_distance(deformed, pc2, truncate=self.truncate, backend=self.knn_backend,
+                                    check_finite=False)
             if net_inv is not None:
                 back = deformed - net_inv(deformed)
-                loss = loss + chamfer_distance(back, pc1, truncate=self.truncate, backend=self.knn_backend)
+                loss = loss + chamfer_distance(back, pc1, truncate=self.truncate, backend=self.knn_backend,
+                                               check_finite=False)
             return loss
 
         log = optimize(loss_fn, params, optimizer, self.stop, progress=self.progress, desc=self.name)

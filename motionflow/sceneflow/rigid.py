@@ -589,9 +589,9 @@ class RigidNSFP(RigidFlow):
 
         def loss_fn():
             deformed = a + ra + net(a)
-            loss = chamfer_distance(deformed, b, truncate=self.truncate)
+            loss = chamfer_distance(deformed, b, truncate=self.truncate, check_finite=False)
             back = deformed - ra - net_inv(deformed)
-            return loss + chamfer_distance(back, a, truncate=self.truncate)
+            return loss + chamfer_distance(back, a, truncate=self.truncate, check_finite=False)
 
         log = optimize(loss_fn, params, optimizer, self.stop, progress=self.progress, desc=self.name)
         field = NeuralFlowField(net)

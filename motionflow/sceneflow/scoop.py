@@ -153,7 +153,7 @@ class SCOOPRefine(SceneFlowMethod):
         def loss_fn():
             flow = flow0 + residual
             loss = chamfer_distance(pc1 + flow, pc2, weights=weights, backward_weight=self.backward_weight,
-                                    bidirectional=self.backward_weight > 0)
+                                    bidirectional=self.backward_weight > 0, check_finite=False)
             if graph is not None:
                 loss = loss + self.smooth_weight * knn_smoothness(pc1, flow, graph=graph)
             return loss

@@ -70,3 +70,23 @@ def test_chamfer_errors():
         chamfer_distance(np.zeros((2, 3)), np.ones((3, 3)), weights=torch.ones(3))
     with pytest.raises(ValueError, match="reduction"):
         chamfer_distance(np.zeros((2, 3)), np.ones((3, 3)), reduction="max")
+
+
+@pytest.mark.parametrize("backend", ["scipy", "torch"])
+def test_unchecked_nan_gives_a_nan_loss_not_an_error(backend):
+    # optimisation loops skip the finite check (a host sync on CUDA): a diverged point must poison
+    # the loss (the optimiser then stops on NaN), not raise or index out of range
+    rng = np.random.default_rng(1)
+    a = torch.tensor(rng.normal(size=(20, 3)), dtype=torch.float32)
+    b = torch.tensor(rng.normal(size=(15, 3)), dtype=torch.float32)
+    a[3] = float("nan")
+    loss = chamfer_distance(a, b, truncate=2.0, backend=backend, check_finite=False)
+    assert torch.isnan(loss)
+    with pytest.raises(ShapeError, match="a: expected finite coordinates, found 1 point"):
+        chamfer_distance(a, b, backend=backend)
+    # the finite rows are untouched by the NaN row: per-point a -> b distances equal brute force
+    d_ab, _ = chamfer_distance(a, b, backend=backend, reduction="none", check_finite=False)
+    ok = torch.ones(20, dtype=torch.bool)
+    ok[3] = False
+    brute = torch.cdist(a[ok], b).min(1).values ** 2
+    torch.testing.assert_close(d_ab[ok], brute)
