@@ -14,7 +14,6 @@ method or engine; the message lists the valid names).
 from __future__ import annotations
 
 import argparse
-import ast
 import sys
 
 NO_ROOT_DATASETS = ("synthetic-flow", "synthetic-lidar")
@@ -77,17 +76,14 @@ def run(args) -> int:
         if not chunk_size.isdigit() or int(chunk_size) < 1:
             return usage(f"--chunk-size: expected a positive integer or 'scene', found {chunk_size!r}")
         chunk_size = int(chunk_size)
+    from .options import parse_key_values
+
     parsed = {}
     for flag, items in (("--option", args.option), ("--method-option", args.method_option)):
-        parsed[flag] = {}
-        for item in items:
-            key, sep, value = item.partition("=")
-            if not sep or not key:
-                return usage(f"{flag}: expected KEY=VALUE, found {item!r}")
-            try:
-                parsed[flag][key] = ast.literal_eval(value)
-            except (ValueError, SyntaxError):
-                parsed[flag][key] = value  # a plain string
+        try:
+            parsed[flag] = parse_key_values(items, flag)
+        except ValueError as exc:
+            return usage(str(exc))
     if args.predictions is not None and parsed["--method-option"]:
         return usage("--method-option needs --method, not --predictions")
     method_options = dict(parsed["--method-option"])

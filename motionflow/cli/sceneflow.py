@@ -31,15 +31,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--ground-height", type=float, default=0.3, help="z threshold for --ground height (m)")
     p.add_argument("--ground-distance", type=float, default=0.2, help="plane distance for --ground ransac (m)")
     p.add_argument("--crop", type=float, nargs="+", default=None, metavar="M",
-                   help="one value S: keep |x|,|y| <= S; six values: xmin ymin zmin xmax ymax zmax")
+                   help="one value S: keep |x|,|y| <= S; six values: xmin ymin zmin xmax ymax zmax "
+                        "(fnsf without --crop/--radius, when its distance grid over the whole clouds would be too big: "
+                        "-51.2 -51.2 -3 51.2 51.2 3)")
     p.add_argument("--radius", type=float, default=None, help="keep points within this xy radius (m)")
     p.add_argument("--fill", choices=["nan", "zero", "nearest", "rigid"], default="nan",
-                   help="flow of removed pc1 points (rigid = the ego flow, needs --compensate-ego)")
+                   help="flow of removed pc1 points (rigid = the ego flow: needs --compensate-ego, "
+                        "or a method that estimates the ego motion itself: rigid, rigid+nsfp)")
     p.add_argument("--compensate-ego", action="store_true",
                    help="estimate the ego motion by robust ICP and the flow as ego flow + residual")
     p.add_argument("--iters", type=int, default=None, help="maximum optimiser iterations")
     p.add_argument("--patience", type=int, default=None, help="early-stopping patience (iterations)")
     p.add_argument("--check-every", type=int, default=None, help="check the loss every K iterations")
+    p.add_argument("--method-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="method option (repeatable), e.g. --method-option voxel_size=0.2 --method-option lr=0.01")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -62,14 +67,34 @@ def _read(path, key, default_keys):
     return read_points(path, key=key)
 
 
+def _fnsf_grid_too_big(pc1: np.ndarray, pc2: np.ndarray, options: dict) -> bool:
+    """Whether FNSF's distance grid over the finite points of both clouds would exceed its cell limit."""
+    from motionflow.ops.distance import DEFAULT_MAX_CELLS, grid_shape
+
+    both = np.concatenate([pc1, pc2], 0)
+    both = both[np.isfinite(both).all(1)]
+    if len(both) == 0:
+        return False
+    shape = grid_shape(both.min(0), both.max(0), float(options.get("voxel_size", 0.1)))
+    return int(np.prod(shape, dtype=np.int64)) > int(options.get("max_cells", DEFAULT_MAX_CELLS))
+
+
 def run(args: argparse.Namespace) -> int:
     from motionflow.errors import ShapeError
     from motionflow.io import atomic_path
-    from motionflow.sceneflow import estimate_scene_flow
+    from motionflow.sceneflow import EGO_COMPENSATING, estimate_scene_flow
 
+    from .options import parse_key_values
+
+    try:
+        method_options = parse_key_values(args.method_option, "--method-option")
+    except ValueError as exc:
+        raise ShapeError(str(exc)) from None
+    if args.fill == "rigid" and not args.compensate_ego and args.method not in EGO_COMPENSATING:
+        raise ShapeError(f"--fill rigid: method {args.method!r} needs --compensate-ego (the ego motion is the fill)")
     pc1 = _read(args.pc1, args.key1, ("pc1", "pos1", "points"))
     pc2 = _read(args.pc2, args.key2, ("pc2", "pos2", "points"))
-    options: dict = dict(seed=args.seed, device=args.device, progress=args.progress)
+    options: dict = dict(method_options, seed=args.seed, device=args.device, progress=args.progress)
     if args.threads:
         options["num_threads"] = args.threads
     if args.max_points is not None:
@@ -93,8 +118,11 @@ def run(args: argparse.Namespace) -> int:
             raise ShapeError(f"--crop: expected 1 or 6 values, found {len(args.crop)}")
     if args.radius is not None:
         options["radius"] = args.radius
-    if args.fill == "rigid" and not args.compensate_ego:
-        raise ShapeError("--fill rigid: needs --compensate-ego (the ego motion is the fill)")
+    default_range = None
+    if args.method == "fnsf" and args.crop is None and args.radius is None and _fnsf_grid_too_big(pc1, pc2, options):
+        from motionflow.sceneflow.fnsf import DEFAULT_RANGE
+
+        options["box"] = default_range = DEFAULT_RANGE
     result = estimate_scene_flow(pc1, pc2, method=args.method, fill=args.fill, **options)
     flow = result.flow.astype(np.float32)
     valid = np.isfinite(flow).all(1)
@@ -107,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
                    iterations=result.iterations, converged=result.converged,
                    mean_flow_m=float(np.linalg.norm(flow[valid], axis=1).mean()) if valid.any() else None,
                    removed=result.extras.get("preprocess"), out=str(args.out))
+    if default_range is not None:
+        summary["crop"] = list(default_range)
     if args.viz:
         from motionflow.io import write_image
         from motionflow.viz.points import scene_flow_bev

@@ -14,7 +14,8 @@ As coded in ``Lilac-Lee/FastNSF`` (``optimization.py``):
 Deviations: the field is the exact EDT (FNSF: FastGeodis' raster-scan approximation); queries outside
 the grid add the distance to the grid box (FNSF clamps); the field is built on **all** pc2 points even
 when ``max_points`` subsamples the fit; grids above ``max_cells`` are refused with a clear error (crop
-the clouds first, see :mod:`motionflow.sceneflow.preprocess`).
+the clouds first, see :mod:`motionflow.sceneflow.preprocess`; the CLI crops to :data:`DEFAULT_RANGE` unless
+told otherwise).
 """
 
 from __future__ import annotations
@@ -25,6 +26,12 @@ from ..ops.distance import DEFAULT_MAX_CELLS, DistanceTransform
 from .base import EstimateOutput, SceneFlowMethod
 from .nsfp import NeuralFlowField, NeuralPrior
 from .stopping import OptimizationLog, StopCriteria, optimize
+
+#: ``(xmin, ymin, zmin, xmax, ymax, zmax)`` metres: the range ``motionflow sceneflow --method fnsf`` crops
+#: to when no ``--crop``/``--radius`` is given and the grid over the whole clouds would be too big
+#: (OpenSceneFlow's ``point_cloud_range`` for AV2/Waymo, ego frame). A full sweep reaches 200 m, whose
+#: 0.1 m grid would need billions of cells; this box needs at most 1026 x 1026 x 62 = 65 M cells.
+DEFAULT_RANGE = (-51.2, -51.2, -3.0, 51.2, 51.2, 3.0)
 
 
 class FastNSF(SceneFlowMethod):

@@ -46,3 +46,56 @@ def test_sceneflow_cli_iterative_options_and_errors(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["sceneflow", str(tmp_path / "a.npz"), str(tmp_path / "b.npy"), "--out", str(out), "--method", "raft"])
     assert e.value.code == 2
+
+
+def test_sceneflow_cli_fnsf_on_a_full_sweep_crops_to_its_default_range(tmp_path, capsys):
+    # a sweep reaching 150 m with buildings up to 25 m: FNSF's 0.1 m grid over all of it would need
+    # billions of cells and is refused; the CLI crops to OpenSceneFlow's range first
+    from motionflow.errors import ShapeError
+    from motionflow.sceneflow import estimate_scene_flow
+    from motionflow.sceneflow.fnsf import DEFAULT_RANGE
+
+    rng = np.random.default_rng(0)
+    pc1 = np.concatenate([rng.uniform([-150, -150, -2], [150, 150, 25], (1500, 3)),
+                          rng.uniform([-40, -40, -2], [40, 40, 2.5], (1500, 3))]).astype(np.float32)
+    pc2 = pc1 + np.float32([0.05, 0, 0])
+    np.save(tmp_path / "a.npy", pc1)
+    np.save(tmp_path / "b.npy", pc2)
+    with pytest.raises(ShapeError, match="above max_cells=72,000,000; crop the clouds"):
+        estimate_scene_flow(pc1, pc2, method="fnsf")
+    out = tmp_path / "f.npz"
+    rc = main(["sceneflow", str(tmp_path / "a.npy"), str(tmp_path / "b.npy"), "--out", str(out), "--method", "fnsf",
+               "--iters", "2", "--threads", "1", "--method-option", "voxel_size=0.25"])  # 158 M cells uncropped
+    assert rc == 0
+    lo, hi = np.array(DEFAULT_RANGE[:3]), np.array(DEFAULT_RANGE[3:])
+    inside = ((pc1 >= lo) & (pc1 <= hi)).all(1)
+    z = np.load(out)
+    assert 1500 < inside.sum() < 3000 and np.array_equal(z["valid"], inside)
+    assert '"crop": [-51.2, -51.2, -3.0, 51.2, 51.2, 3.0]' in capsys.readouterr().out
+    # a bad --method-option and --fill rigid without an ego motion are refused before any work
+    assert main(["sceneflow", str(tmp_path / "a.npy"), str(tmp_path / "b.npy"), "--out", str(out),
+                 "--method-option", "voxel_size"]) == 1
+    assert "--method-option: expected KEY=VALUE, found 'voxel_size'" in capsys.readouterr().err
+    assert main(["sceneflow", str(tmp_path / "a.npy"), str(tmp_path / "b.npy"), "--out", str(out), "--method", "nn",
+                 "--fill", "rigid"]) == 1
+    assert "--fill rigid: method 'nn' needs --compensate-ego" in capsys.readouterr().err
+    with pytest.raises(ShapeError, match="fill='rigid': method 'nsfp' needs ego_motion= or compensate_ego=True"):
+        estimate_scene_flow(pc1, pc2, method="nsfp", fill="rigid", crop=10.0)
+
+
+def test_sceneflow_cli_fill_rigid_with_the_rigid_method_uses_its_own_ego_motion(tmp_path):
+    from motionflow.datasets.synthetic import synthetic_lidar_pair
+
+    s = synthetic_lidar_pair(seed=0, num_boxes=8, num_moving=1)
+    np.save(tmp_path / "a.npy", s.pc1)
+    np.save(tmp_path / "b.npy", s.pc2)
+    out = tmp_path / "f.npz"
+    rc = main(["sceneflow", str(tmp_path / "a.npy"), str(tmp_path / "b.npy"), "--out", str(out), "--method", "rigid",
+               "--crop", "15", "--fill", "rigid", "--threads", "1"])
+    assert rc == 0
+    z = np.load(out)
+    far = (np.abs(s.pc1[:, :2]) > 15).any(1)
+    assert far.sum() > 50 and np.isfinite(z["flow"]).all()
+    # cropped points got the ego flow: for static points (all but one box) that is the truth
+    static_far = far & (s.meta["instance1"] != 0)
+    np.testing.assert_allclose(z["flow"][static_far], s.flow[static_far], atol=0.05)
