@@ -12,9 +12,14 @@ One process, one pair, every method on the same preprocessed clouds:
   points, the AV2 threshold), wall and CPU seconds (the ratio uses CPU seconds of this process: on a
   shared machine wall time depends on the neighbours' load; run with ``--threads 1`` so CPU = work), and time ratio ``nsfp seconds / method seconds``.
 
+``--synthetic SEED ...`` runs the same table on generated pairs instead
+(:func:`motionflow.datasets.synthetic.synthetic_lidar_pair`, ``--beams``/``--azimuths`` sensor; ground
+removed; compensated with the exact ego motion, so the GT is the boxes' motion only).
+
 Usage::
 
     python benchmarks/sceneflow.py [--sizes 8192 all] [--threads 1] [--json OUT.json]
+    python benchmarks/sceneflow.py --synthetic 0 1 2 --sizes all --only zero nn nsfp fnsf [--beams 64 --azimuths 2048]
 """
 
 from __future__ import annotations
@@ -45,6 +50,18 @@ def load_pair(root: Path, zmax: float, half: float = 35.0):
     gt = s.flow[prep.keep1]
     valid = s.valid[prep.keep1] & np.isfinite(gt).all(1)
     return prep.pc1, prep.pc2, gt, valid
+
+
+def load_synthetic(seed: int, beams: int, azimuths: int):
+    """A generated pair, ground removed, pc1 moved by the exact ego motion (GT = object motion only)."""
+    from motionflow.datasets.synthetic import synthetic_lidar_pair
+
+    s = synthetic_lidar_pair(seed=seed, beams=beams, azimuths=azimuths)
+    k1, k2 = ~s.ground1, ~s.ground2
+    T = s.ego_motion
+    pc1 = (s.pc1[k1] @ T[:3, :3].T + T[:3, 3]).astype(np.float32)
+    gt = (s.pc1[k1] + s.flow[k1] - pc1).astype(np.float32)
+    return pc1, s.pc2[k2], gt, np.ones(len(pc1), dtype=bool)
 
 
 def methods(size_label: str, nsfp_iters: int):
@@ -78,19 +95,35 @@ def main(argv=None) -> int:
                     help="cap on nsfp iterations (5000 = faithful; a lower cap makes the speed-ups lower bounds)")
     ap.add_argument("--only", nargs="*", default=None, help="run only methods whose label starts with these")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--synthetic", type=int, nargs="+", default=None, metavar="SEED",
+                    help="run on these generated pairs instead of the AV2 sample")
+    ap.add_argument("--beams", type=int, default=32, help="--synthetic sensor beams")
+    ap.add_argument("--azimuths", type=int, default=512, help="--synthetic sensor azimuth steps")
     args = ap.parse_args(argv)
-    if not args.data.exists():
+    if args.synthetic is None and not args.data.exists():
         print(f"AV2 sample not found at {args.data}", file=sys.stderr)
         return 1
     if args.threads:
         torch.set_num_threads(args.threads)
     from motionflow.registry import get_scene_flow_method
 
-    pc1_all, pc2_all, gt_all, valid_all = load_pair(args.data, args.zmax)
-    print(f"AV2 pair after preprocessing: pc1 {len(pc1_all)}, pc2 {len(pc2_all)} points; "
-          f"torch threads {torch.get_num_threads()}")
+    if args.synthetic is None:
+        pairs = [("av2", load_pair(args.data, args.zmax))]
+    else:
+        pairs = [(f"synthetic-{seed}", load_synthetic(seed, args.beams, args.azimuths)) for seed in args.synthetic]
     # warm up imports / allocator (torch.optim's first import alone takes seconds)
-    get_scene_flow_method("nsfp", stop=dict(max_iters=2))(pc1_all[:64], pc2_all[:64])
+    get_scene_flow_method("nsfp", stop=dict(max_iters=2))(pairs[0][1][0][:64], pairs[0][1][1][:64])
+    rows = []
+    for pair_name, (pc1_all, pc2_all, gt_all, valid_all) in pairs:
+        print(f"{pair_name} pair after preprocessing: pc1 {len(pc1_all)}, pc2 {len(pc2_all)} points; "
+              f"torch threads {torch.get_num_threads()}")
+        rows += run_pair(pair_name, pc1_all, pc2_all, gt_all, valid_all, args, get_scene_flow_method)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+def run_pair(pair_name, pc1_all, pc2_all, gt_all, valid_all, args, get_scene_flow_method) -> list:
     rows = []
     for size in args.sizes:
         rng = np.random.default_rng(0)
@@ -116,16 +149,14 @@ def main(argv=None) -> int:
             epe_sta = float(err[valid & ~dyn].mean())
             if label == "nsfp":
                 ref = cpu
-            row = dict(size=size, points=len(pc1), method=label, epe3d=epe, epe_dynamic=epe_dyn,
+            row = dict(pair=pair_name, size=size, points=len(pc1), method=label, epe3d=epe, epe_dynamic=epe_dyn,
                        epe_static=epe_sta, dynamic_points=int(dyn.sum()), seconds=sec, cpu_seconds=cpu, iterations=res.iterations,
                        ratio_vs_nsfp=(ref / cpu) if ref else None)
             rows.append(row)
             ratio = f"{ref / cpu:7.1f}x" if ref else "      -"
             print(f"{size:>5} {label:<52} EPE3D {epe:.4f} m (dynamic {epe_dyn:.4f}, static {epe_sta:.4f})  wall {sec:7.1f} s  cpu {cpu:7.1f} s  iters {res.iterations:5d}  "
                   f"speed-up vs nsfp {ratio}", flush=True)
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
-    return 0
+    return rows
 
 
 if __name__ == "__main__":
