@@ -55,11 +55,11 @@ def load_pair(root: Path, zmax: float, half: float = 35.0):
 def load_synthetic(seed: int, beams: int, azimuths: int):
     """A generated pair, ground removed, pc1 moved by the exact ego motion (GT = object motion only)."""
     from motionflow.datasets.synthetic import synthetic_lidar_pair
+    from motionflow.ops.geometry import apply_transform
 
     s = synthetic_lidar_pair(seed=seed, beams=beams, azimuths=azimuths)
     k1, k2 = ~s.ground1, ~s.ground2
-    T = s.ego_motion
-    pc1 = (s.pc1[k1] @ T[:3, :3].T + T[:3, 3]).astype(np.float32)
+    pc1 = apply_transform(s.pc1[k1].astype(np.float64), s.ego_motion).numpy().astype(np.float32)
     gt = (s.pc1[k1] + s.flow[k1] - pc1).astype(np.float32)
     return pc1, s.pc2[k2], gt, np.ones(len(pc1), dtype=bool)
 

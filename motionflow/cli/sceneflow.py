@@ -67,22 +67,10 @@ def _read(path, key, default_keys):
     return read_points(path, key=key)
 
 
-def _fnsf_grid_too_big(pc1: np.ndarray, pc2: np.ndarray, options: dict) -> bool:
-    """Whether FNSF's distance grid over the finite points of both clouds would exceed its cell limit."""
-    from motionflow.ops.distance import DEFAULT_MAX_CELLS, grid_shape
-
-    both = np.concatenate([pc1, pc2], 0)
-    both = both[np.isfinite(both).all(1)]
-    if len(both) == 0:
-        return False
-    shape = grid_shape(both.min(0), both.max(0), float(options.get("voxel_size", 0.1)))
-    return int(np.prod(shape, dtype=np.int64)) > int(options.get("max_cells", DEFAULT_MAX_CELLS))
-
-
 def run(args: argparse.Namespace) -> int:
     from motionflow.errors import ShapeError
     from motionflow.io import atomic_path
-    from motionflow.sceneflow import EGO_COMPENSATING, estimate_scene_flow
+    from motionflow.sceneflow import RIGID_METHODS, estimate_scene_flow
 
     from .options import parse_key_values
 
@@ -90,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         method_options = parse_key_values(args.method_option, "--method-option")
     except ValueError as exc:
         raise ShapeError(str(exc)) from None
-    if args.fill == "rigid" and not args.compensate_ego and args.method not in EGO_COMPENSATING:
+    if args.fill == "rigid" and not args.compensate_ego and args.method not in RIGID_METHODS:
         raise ShapeError(f"--fill rigid: method {args.method!r} needs --compensate-ego (the ego motion is the fill)")
     pc1 = _read(args.pc1, args.key1, ("pc1", "pos1", "points"))
     pc2 = _read(args.pc2, args.key2, ("pc2", "pos2", "points"))
@@ -119,10 +107,11 @@ def run(args: argparse.Namespace) -> int:
     if args.radius is not None:
         options["radius"] = args.radius
     default_range = None
-    if args.method == "fnsf" and args.crop is None and args.radius is None and _fnsf_grid_too_big(pc1, pc2, options):
-        from motionflow.sceneflow.fnsf import DEFAULT_RANGE
+    if args.method == "fnsf" and args.crop is None and args.radius is None:
+        from motionflow.sceneflow.fnsf import DEFAULT_RANGE, grid_fits
 
-        options["box"] = default_range = DEFAULT_RANGE
+        if not grid_fits(pc1, pc2, **{k: options[k] for k in ("voxel_size", "max_cells") if k in options}):
+            options["box"] = default_range = DEFAULT_RANGE
     result = estimate_scene_flow(pc1, pc2, method=args.method, fill=args.fill, **options)
     flow = result.flow.astype(np.float32)
     valid = np.isfinite(flow).all(1)

@@ -48,6 +48,14 @@ def grid_shape(lo, hi, voxel_size: float, padding: int = 1) -> tuple:
     return tuple(int(math.ceil(e - 1e-9)) + 1 + 2 * padding for e in ext)
 
 
+def joint_bounds(*clouds: np.ndarray) -> tuple:
+    """``(lo (3,), hi (3,))`` float64 box of the finite points of all ``clouds`` (FNSF's grid box before
+    padding), or None when no cloud has a finite point."""
+    pts = np.concatenate([np.asarray(c, np.float64).reshape(-1, 3) for c in clouds], 0)
+    pts = pts[np.isfinite(pts).all(1)]
+    return (pts.min(0), pts.max(0)) if len(pts) else None
+
+
 class DistanceTransform(nn.Module):
     """Exact Euclidean distance field of ``points`` on a voxel grid (metres), with trilinear queries.
 
@@ -111,9 +119,7 @@ class DistanceTransform(nn.Module):
         """FNSF's grid: distance field of ``pc2`` over the joint bounding box of ``pc1`` and ``pc2``."""
         a = as_points(pc1, "pc1").detach().cpu().double().numpy()
         b = as_points(pc2, "pc2").detach().cpu().double().numpy()
-        both = np.concatenate([a, b], 0)
-        return cls(b, voxel_size=voxel_size, bounds=(both.min(0), both.max(0)), padding=padding,
-                   max_cells=max_cells)
+        return cls(b, voxel_size=voxel_size, bounds=joint_bounds(a, b), padding=padding, max_cells=max_cells)
 
     @property
     def nbytes(self) -> int:

@@ -23,13 +23,12 @@ from .stopping import StopCriteria
 #: the default for driving lidar: learning-free rigid-motion flow (ICP-Flow style), measured best on the
 #: Argoverse 2 sample (README "Scene flow"): EPE3D 7.3x lower and 146x faster than faithful NSFP.
 DEFAULT_METHOD = "rigid"
-#: methods that remove the ground themselves (told not to when the caller's preprocessing already did)
-_SELF_GROUNDING = ("rigid", "rigid+nsfp")
-#: methods that estimate the ego motion by default (``extras["ego_motion"]``), so ``fill="rigid"`` needs no
-#: ``compensate_ego``
-EGO_COMPENSATING = ("rigid", "rigid+nsfp")
+#: the rigid methods: they estimate the ego motion by default (``extras["ego_motion"]``, so ``fill="rigid"``
+#: needs no ``compensate_ego``) and remove the ground themselves (told not to when the caller's
+#: preprocessing already did)
+RIGID_METHODS = ("rigid", "rigid+nsfp")
 
-__all__ = ["DEFAULT_METHOD", "EGO_COMPENSATING", "StopCriteria", "accumulate", "estimate_scene_flow", "propagate"]
+__all__ = ["DEFAULT_METHOD", "RIGID_METHODS", "StopCriteria", "accumulate", "estimate_scene_flow", "propagate"]
 
 _PREPROCESS_KEYS = ("remove_duplicates", "box", "radius", "ground", "ground_height", "ground_distance")
 
@@ -63,14 +62,14 @@ def estimate_scene_flow(pc1, pc2, method: str = DEFAULT_METHOD, *, ego_motion=No
         from .preprocess import square_box
 
         prep_opts["box"] = square_box(float(crop))
-    if method in _SELF_GROUNDING and prep_opts.get("ground") not in (None, "none"):
+    if method in RIGID_METHODS and prep_opts.get("ground") not in (None, "none"):
         # the ground is gone already: a second cut would take car bottoms for ground
         options.setdefault("ground_removal", "none")
-    if fill == "rigid" and ego_motion is None and not options.get("compensate_ego") and method not in EGO_COMPENSATING:
+    if fill == "rigid" and ego_motion is None and not options.get("compensate_ego") and method not in RIGID_METHODS:
         from ..errors import ShapeError
 
         raise ShapeError(f"fill='rigid': method {method!r} needs ego_motion= or compensate_ego=True "
-                         f"(the ego flow is the fill; {', '.join(EGO_COMPENSATING)} estimate it themselves)")
+                         f"(the ego flow is the fill; {', '.join(RIGID_METHODS)} estimate it themselves)")
     est = get_scene_flow_method(method, **options)
     nonfinite = False
     if not prep_opts:

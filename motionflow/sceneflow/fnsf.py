@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import torch
 
-from ..ops.distance import DEFAULT_MAX_CELLS, DistanceTransform
+import numpy as np
+
+from ..ops.distance import DEFAULT_MAX_CELLS, DistanceTransform, grid_shape, joint_bounds
 from .base import EstimateOutput, SceneFlowMethod
 from .nsfp import NeuralFlowField, NeuralPrior
 from .stopping import OptimizationLog, StopCriteria, optimize
@@ -32,6 +34,16 @@ from .stopping import OptimizationLog, StopCriteria, optimize
 #: (OpenSceneFlow's ``point_cloud_range`` for AV2/Waymo, ego frame). A full sweep reaches 200 m, whose
 #: 0.1 m grid would need billions of cells; this box needs at most 1026 x 1026 x 62 = 65 M cells.
 DEFAULT_RANGE = (-51.2, -51.2, -3.0, 51.2, 51.2, 3.0)
+#: distance-field cell in metres (FNSF ``grid_factor=10``)
+VOXEL_SIZE = 0.1
+
+
+def grid_fits(pc1, pc2, voxel_size: float = VOXEL_SIZE, max_cells: int = DEFAULT_MAX_CELLS) -> bool:
+    """Whether FNSF's distance grid over the finite points of ``pc1`` and ``pc2`` (numpy ``(N, 3)``) stays
+    within ``max_cells`` (the check :class:`~motionflow.ops.distance.DistanceTransform` makes, done
+    before any work)."""
+    bounds = joint_bounds(pc1, pc2)
+    return bounds is None or int(np.prod(grid_shape(*bounds, voxel_size), dtype=np.int64)) <= max_cells
 
 
 class FastNSF(SceneFlowMethod):
@@ -49,7 +61,7 @@ class FastNSF(SceneFlowMethod):
 
     name = "fnsf"
 
-    def __init__(self, stop=None, lr: float = 0.008, voxel_size: float = 0.1, depth: int = 8, width: int = 128,
+    def __init__(self, stop=None, lr: float = 0.008, voxel_size: float = VOXEL_SIZE, depth: int = 8, width: int = 128,
                  activation: str = "relu", init: str = "xavier", max_cells: int = DEFAULT_MAX_CELLS,
                  weight_decay: float = 0.0, **base):
         super().__init__(**base)
