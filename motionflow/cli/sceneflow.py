@@ -59,7 +59,7 @@ def _read(path, key, default_keys):
     from motionflow.io import read_points
 
     if key is None and str(path).endswith(".npz"):
-        with np.load(path) as z:
+        with np.load(path, allow_pickle=False) as z:
             for k in default_keys:
                 if k in z.files:
                     key = k

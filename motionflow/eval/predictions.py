@@ -128,7 +128,7 @@ def read_scene_prediction(directory, sample) -> np.ndarray:
     if not path.is_file():
         raise _missing(sample.id, path)
     try:
-        with np.load(path) as data:
+        with np.load(path, allow_pickle=False) as data:
             if "flow" not in data.files:
                 raise FormatError(f"prediction for sample {sample.id!r} ({path}): expected key 'flow', found keys {sorted(data.files)}")
             flow = np.asarray(data["flow"])

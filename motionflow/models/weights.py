@@ -42,7 +42,7 @@ import pickle
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping, Optional, Union
+from typing import Any, Iterable, Mapping, Optional, Union
 
 import torch
 from torch import nn
@@ -109,36 +109,55 @@ class LoadReport:
     aliases_absent: list = field(default_factory=list)
 
 
-def read_checkpoint(path: Union[str, Path], allow_pickle: bool = False) -> dict:
-    """``torch.load`` a checkpoint file onto the CPU, with ``weights_only=True`` unless allowed otherwise.
+def read_checkpoint(path: Union[str, Path], allow_pickle: bool = False, safe_globals: Iterable = (),
+                    what: str = "checkpoint") -> Any:
+    """``torch.load`` a file onto the CPU with ``weights_only=True`` (the one reader of torch files).
+
+    Args:
+        path: the file.
+        allow_pickle: let ``torch.load`` unpickle arbitrary objects (only for files you trust); the
+            default refuses any file that holds more than tensors, plain containers, numbers and strings.
+        safe_globals: classes known to appear in a format's files (e.g. SCOOP's ``argparse.Namespace``),
+            allow-listed with ``torch.serialization.safe_globals``: ``weights_only`` stays on.
+        what: the kind of file, for messages (``"checkpoint"``, ``"training state"``).
 
     Raises:
         CheckpointError: the file does not exist, is not a torch file, or needs unpickling arbitrary
-            objects while ``allow_pickle`` is False.
+            objects while ``allow_pickle`` is False (refused before any of them is built).
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint file {str(path)!r} does not exist (expected a .pth/.ckpt file)")
+        raise CheckpointError(f"{what} file {str(path)!r} does not exist (expected a .pth/.pt/.tar torch file)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(list(safe_globals)):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         # torch reports every weights-only failure as UnpicklingError; only "Unsupported global" means
         # a readable file that pickles Python objects, anything else is a corrupt / foreign file
         text = str(exc)
         if "Unsupported global" not in text:
-            raise CheckpointError(f"checkpoint {str(path)!r} could not be read by torch.load: {text}") from exc
+            raise CheckpointError(f"{what} {str(path)!r} is not a readable torch file ({_first_line(text)})") from exc
         if not allow_pickle:
             detail = text[text.index("Unsupported global") :].split(" was not")[0]
             raise CheckpointError(
-                f"checkpoint {str(path)!r} holds Python objects besides tensors, which torch.load "
-                f"(weights_only=True) refuses ({detail}); if you trust the file, pass allow_pickle=True"
+                f"{what} {str(path)!r} holds Python objects besides tensors, which torch.load "
+                f"(weights_only=True) refuses ({detail}); motionflow does not run code from files it reads"
+                + ("; if you trust the file, pass allow_pickle=True" if what == "checkpoint" else "")
             ) from exc
-    except Exception as exc:  # corrupt / not a torch file
-        raise CheckpointError(f"checkpoint {str(path)!r} could not be read by torch.load: {exc}") from exc
+    except Exception as exc:  # corrupt / not a torch file (torch raises e.g. KeyError(101) on a text file)
+        raise CheckpointError(
+            f"{what} {str(path)!r} is not a torch file (expected a zip archive written by torch.save; "
+            f"torch.load failed with {type(exc).__name__}: {_first_line(str(exc))})"
+        ) from exc
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:
-        raise CheckpointError(f"checkpoint {str(path)!r} could not be read by torch.load: {exc}") from exc
+        raise CheckpointError(f"{what} {str(path)!r} could not be read by torch.load ({_first_line(str(exc))})") from exc
+
+
+def _first_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[0] if lines else "unreadable"
 
 
 def unwrap_state_dict(obj, source: str = "<state_dict>") -> tuple["OrderedDict[str, torch.Tensor]", list, list]:

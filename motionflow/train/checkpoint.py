@@ -20,6 +20,12 @@ accepts the file too.
 RNG states of Python, NumPy and torch (CPU and CUDA), and the config. Data position needs nothing more:
 the sampler is a function of (seed, step). Every file is written to a temporary name and renamed
 (``os.replace``), the state last, so an interruption at any point leaves a consistent pair.
+
+The state holds only what ``torch.load(weights_only=True)`` reads: tensors, plain containers, numbers and
+strings (the RNG states as lists / tensors, the config as JSON text), and it is read that way, so resuming
+a run folder someone sent you never executes code from it. A state that needs anything else (an older
+motionflow's version 1, which pickled NumPy arrays, or a foreign file) is refused with a
+:class:`~motionflow.errors.CheckpointError` before any object in it is built.
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ STATE_NAME = "train_state.pt"
 CONFIG_NAME = "config.json"
 LOG_NAME = "log.csv"
 VAL_NAME = "val.csv"
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: weights_only-safe (1 pickled NumPy RNG arrays and the config dict)
 
 
 def official_state_dict(model: torch.nn.Module, name: str) -> dict:
@@ -69,19 +75,36 @@ def save_weights(model, name: str, path) -> Path:
 
 
 def rng_state() -> dict:
+    """The RNG states of Python, NumPy and torch (CPU, and CUDA when present) as plain lists and tensors."""
+    version, words, gauss = random.getstate()
+    numpy_state = np.random.get_state(legacy=False)
     state = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "python": {"version": int(version), "words": list(words), "gauss": gauss},
+        "numpy": {
+            "bit_generator": numpy_state["bit_generator"],
+            "key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)),
+            "pos": int(numpy_state["state"]["pos"]),
+            "has_gauss": int(numpy_state["has_gauss"]),
+            "gauss": float(numpy_state["gauss"]),
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        state["cuda"] = list(torch.cuda.get_rng_state_all())
     return state
 
 
 def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    """Restore the generators from :func:`rng_state`'s dict."""
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["words"]), py["gauss"]))
+    n = state["numpy"]
+    np.random.set_state({
+        "bit_generator": n["bit_generator"],
+        "state": {"key": n["key"].numpy().astype(np.uint32), "pos": n["pos"]},
+        "has_gauss": n["has_gauss"],
+        "gauss": n["gauss"],
+    })
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -103,24 +126,35 @@ def save_training_state(out, step: int, model, optimizer, scheduler, scaler, con
         "scheduler": scheduler.state_dict(),
         "scaler": scaler.state_dict() if scaler is not None else None,
         "rng": rng_state(),
-        "config": config,
+        "config": json.dumps(config, sort_keys=True),
         **(extra or {}),
     }
     _save(state, out / STATE_NAME)
 
 
 def load_training_state(out) -> dict:
-    """Read ``OUT/train_state.pt`` (raises CheckpointError when it is missing or unreadable)."""
+    """Read ``OUT/train_state.pt`` with ``weights_only=True``; ``state["config"]`` comes back as a dict.
+
+    Raises CheckpointError when the file is missing, is not a torch file, holds anything besides tensors,
+    plain containers, numbers and strings (an older motionflow's state or a foreign / crafted file: it is
+    refused before any object in it is built), or is not a motionflow training state.
+    """
+    from ..models.weights import read_checkpoint
+
     path = Path(out) / STATE_NAME
     if not path.is_file():
         raise CheckpointError(f"resume: no training state {str(path)!r} (was the run started with this --out?)")
+    state = read_checkpoint(path, what="resume: training state")
+    if not isinstance(state, dict) or state.get("version") != STATE_VERSION or not isinstance(state.get("config"), str):
+        found = state.get("version") if isinstance(state, dict) else type(state).__name__
+        raise CheckpointError(
+            f"resume: {str(path)!r} is not a motionflow training state of version {STATE_VERSION} (found version "
+            f"{found!r}); start a new run folder"
+        )
     try:
-        # the state holds numpy RNG arrays and Python tuples: our own file, not a foreign checkpoint
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise CheckpointError(f"resume: {str(path)!r} could not be read by torch.load: {exc}") from exc
-    if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
-        raise CheckpointError(f"resume: {str(path)!r} is not a motionflow training state (version {STATE_VERSION})")
+        state["config"] = json.loads(state["config"])
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"resume: {str(path)!r} holds a config that is not JSON ({exc})") from exc
     return state
 
 
