@@ -137,22 +137,22 @@ def read_checkpoint(path: Union[str, Path], allow_pickle: bool = False, safe_glo
         text = str(exc)
         if "Unsupported global" not in text:
             raise CheckpointError(f"{what} {str(path)!r} is not a readable torch file ({_first_line(text)})") from exc
-        if not allow_pickle:
-            detail = text[text.index("Unsupported global") :].split(" was not")[0]
-            raise CheckpointError(
-                f"{what} {str(path)!r} holds Python objects besides tensors, which torch.load "
-                f"(weights_only=True) refuses ({detail}); motionflow does not run code from files it reads"
-                + ("; if you trust the file, pass allow_pickle=True" if what == "checkpoint" else "")
-            ) from exc
+        if allow_pickle:  # the caller said it trusts this file
+            try:
+                return torch.load(path, map_location="cpu", weights_only=False)
+            except Exception as exc2:
+                raise CheckpointError(f"{what} {str(path)!r} could not be read by torch.load ({_first_line(str(exc2))})") from exc2
+        detail = text[text.index("Unsupported global") :].split(" was not")[0]
+        raise CheckpointError(
+            f"{what} {str(path)!r} holds Python objects besides tensors, which torch.load "
+            f"(weights_only=True) refuses ({detail}); motionflow does not run code from files it reads"
+            + ("; if you trust the file, pass allow_pickle=True" if what == "checkpoint" else "")
+        ) from exc
     except Exception as exc:  # corrupt / not a torch file (torch raises e.g. KeyError(101) on a text file)
         raise CheckpointError(
             f"{what} {str(path)!r} is not a torch file (expected a zip archive written by torch.save; "
             f"torch.load failed with {type(exc).__name__}: {_first_line(str(exc))})"
         ) from exc
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise CheckpointError(f"{what} {str(path)!r} could not be read by torch.load ({_first_line(str(exc))})") from exc
 
 
 def _first_line(text: str) -> str:
