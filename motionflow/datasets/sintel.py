@@ -17,10 +17,16 @@ Expected tree::
 
 Clips never cross a scene boundary (nor a gap in the frame numbers). ``clips="tile"`` covers each
 scene with windows of ``frames`` frames that share their end frames, so every flow is scored exactly
-once (the last window is end-aligned and its ``pair_index`` names only the pairs not scored before);
-``clips="centered"`` gives one window per flow, centred on it, with ``pair_index`` naming that flow
-(VideoFlow's Sintel protocol for multi-frame models). A scene shorter than ``frames`` gives one
-shorter clip; a one-frame scene gives none. ``valid`` is the .flo valid mask and not ``invalid``;
+once (the last window is end-aligned and its ``pair_index`` names only the pairs not scored before;
+StreamFlow's ``SintelMultiframeEval`` with ``frames=4``); ``clips="centered"`` gives one window per
+flow, centred on it as far as the scene allows, with ``pair_index`` naming that flow.
+``clips="windows"`` reproduces VideoFlow's evaluation lists (:func:`strided_windows`):
+``repeat_first`` copies of each scene's first frame are put before it, windows of ``frames`` frames
+start every ``step`` frames, each scores the pairs at window positions ``scored_pairs`` (the pairs
+the network estimates: BOF ``(1,)`` of 3 frames with step 1, MOF ``(1, 2, 3)`` of 5 with step 3),
+and an end-aligned last window scores the pairs left over. The clip then holds the repeated frame
+itself (``meta["frame_numbers"]`` repeats the number), so a method sees exactly the official window.
+A scene shorter than ``frames`` gives one shorter clip; a one-frame scene gives none. ``valid`` is the .flo valid mask and not ``invalid``;
 ``occluded`` comes from ``occlusions/`` when every scored pair has its mask, else None.
 The sample id is ``SCENE/frame_XXXX`` of the first scored frame.
 
@@ -50,6 +56,48 @@ from .base import (
 )
 
 _FRAME = re.compile(r"^frame_(\d+)\.png$")
+CLIP_MODES = ("tile", "centered", "windows")
+
+
+def strided_windows(count: int, frames: int, step: int, repeat_first: int = 0, scored_pairs=None) -> list[tuple[list, tuple]]:
+    """Windows over ``count`` frames as VideoFlow's evaluation lists build them.
+
+    The frame list is ``[0] * repeat_first + [0, 1, ..., count - 1]``; windows of ``frames`` entries
+    start at 0, ``step``, ``2 * step`` ... while they fit; each scores the pairs at window positions
+    ``scored_pairs`` (default: every pair) whose two frames are consecutive real frames and not scored
+    before. When pairs are left, a last window aligned to the end scores them (VideoFlow's
+    ``remainder``). Returns ``(frame indices of the window, scored pair positions in it)``; a list
+    shorter than ``frames`` gives one window of all of it.
+
+    VideoFlow BOF (``datasets_3frames``): ``frames=3, step=1, repeat_first=1, scored_pairs=(1,)``;
+    MOF (``MpiSintelTrain``): ``frames=5, step=3, repeat_first=1, scored_pairs=(1, 2, 3)``; StreamFlow
+    (``SintelMultiframeEval``) ``frames=4, step=3``: the same as :func:`~motionflow.datasets.base.tile_windows`.
+    """
+    if count < 2:
+        return []
+    index = [0] * int(repeat_first) + list(range(count))
+    size = min(int(frames), len(index))
+    producible = tuple(range(size - 1)) if scored_pairs is None else tuple(p for p in scored_pairs if p < size - 1)
+    done: set = set()
+    out = []
+
+    def take(start: int) -> None:
+        window = index[start : start + size]
+        pairs = tuple(p for p in producible if window[p + 1] == window[p] + 1 and window[p] not in done)
+        if pairs:
+            done.update(window[p] for p in pairs)
+            out.append((window, pairs))
+
+    for start in range(0, len(index) - size + 1, max(1, int(step))):
+        take(start)
+    if len(done) < count - 1:
+        take(len(index) - size)
+    if len(done) < count - 1:
+        raise ShapeError(
+            f"strided_windows: windows of {frames} frames scoring positions {scored_pairs} leave pairs "
+            f"{sorted(set(range(count - 1)) - done)} of a {count}-frame run unscored"
+        )
+    return out
 
 
 class Sintel(Dataset):
@@ -61,7 +109,9 @@ class Sintel(Dataset):
         pass_name: ``"clean"`` or ``"final"`` (:func:`motionflow.datasets.get_dataset` also accepts
             the option as ``pass``, the CLI's ``--pass``).
         frames: clip length T >= 2.
-        clips: ``"tile"`` or ``"centered"`` (see the module docstring).
+        clips: ``"tile"``, ``"centered"`` or ``"windows"`` (see the module docstring).
+        step, repeat_first, scored_pairs: the ``"windows"`` layout (:func:`strided_windows`; default
+            step ``frames - 1``, no repeated frame, every pair of the window scored).
         scenes: optional list of scene names to keep.
         use_invalid: remove ``invalid/`` pixels from ``valid`` (default True).
         max_samples: keep the first N clips.
@@ -81,12 +131,24 @@ class Sintel(Dataset):
         scenes: Optional[list] = None,
         use_invalid: bool = True,
         max_samples: Optional[int] = None,
+        step: Optional[int] = None,
+        repeat_first: int = 0,
+        scored_pairs: Optional[tuple] = None,
     ):
         check_choice("sintel pass", pass_name, ("clean", "final"))
-        check_choice("sintel clips", clips, ("tile", "centered"))
+        check_choice("sintel clips", clips, CLIP_MODES)
         if int(frames) < 2:
             raise ShapeError(f"sintel frames: expected T >= 2, found {frames}")
+        if clips != "windows" and (step is not None or repeat_first or scored_pairs is not None):
+            raise ShapeError(f"sintel step / repeat_first / scored_pairs: expected clips='windows', found clips={clips!r}")
+        if scored_pairs is not None and any(not 0 <= int(p) < int(frames) - 1 for p in scored_pairs):
+            raise ShapeError(f"sintel scored_pairs: expected pair positions in 0..{int(frames) - 2}, found {tuple(scored_pairs)}")
         self.pass_name, self.frames, self.clips = pass_name, int(frames), clips
+        self.step = int(frames) - 1 if step is None else int(step)
+        if self.step < 1:
+            raise ShapeError(f"sintel step: expected >= 1, found {step}")
+        self.repeat_first = int(repeat_first)
+        self.scored_pairs = None if scored_pairs is None else tuple(int(p) for p in scored_pairs)
         self.scenes_filter, self.use_invalid = scenes, use_invalid
         super().__init__(root, split, max_samples)
 
@@ -114,8 +176,7 @@ class Sintel(Dataset):
             )
             width = 4
             for run in consecutive_runs(numbers):
-                for start, pairs in self._windows(run):
-                    nums = run[start : start + self.frames]
+                for nums, pairs in self._windows(run):
                     scored = [nums[p] for p in pairs]
                     rec = {
                         "id": f"{scene}/frame_{scored[0]:0{width}d}",
@@ -137,14 +198,18 @@ class Sintel(Dataset):
                     records.append(rec)
         return records
 
-    def _windows(self, run: list[int]) -> list[tuple[int, tuple]]:
+    def _windows(self, run: list[int]) -> list[tuple[list, tuple]]:
+        """``(frame numbers of the clip, scored pair positions)`` covering the pairs of one run."""
         if self.clips == "tile":
-            return tile_windows(run, self.frames)
+            return [(run[start : start + self.frames], pairs) for start, pairs in tile_windows(run, self.frames)]
+        if self.clips == "windows":
+            return [([run[i] for i in idx], pairs) for idx, pairs in
+                    strided_windows(len(run), self.frames, self.step, self.repeat_first, self.scored_pairs)]
         out = []
         n = len(run)
         for p in range(n - 1):
             start = centered_window(p, self.frames, 0, n - 1)
-            out.append((start, (p - start,)))
+            out.append((run[start : start + self.frames], (p - start,)))
         return out
 
     def _load(self, rec: dict) -> FlowSample:
