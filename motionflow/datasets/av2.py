@@ -17,19 +17,35 @@ Expected tree::
         LABELS_ROOT/<log_id>/<timestamp_ns>.feather   (option ``labels_root``; BucketedSceneFlowEval layout)
 
 A label file has one row per point of the pair's first sweep: ``flow_tx_m``, ``flow_ty_m``,
-``flow_tz_m`` (metres, ego frame of t0, ego motion included), a class column (``classes``,
-``classes_0`` or ``category_indices``; 0 = background), optional ``is_valid`` (default all True),
-``is_ground_0`` (-> ``ground1``; ``ground2`` comes from the next pair's file when it exists),
-``dynamic`` / ``is_dynamic`` and ``is_close`` (-> ``meta``). The official challenge annotation files
-are cut to the evaluation points by a mask archive, so their row count differs from the sweep's:
-they are rejected with a FormatError that says so.
+``flow_tz_m`` (metres), a class column (``classes``, ``classes_0`` or ``category_indices``), optional
+``is_valid`` (default all True), ``is_ground_0`` (-> ``ground1``; ``ground2`` comes from the next pair's
+file when it exists), ``dynamic`` / ``is_dynamic`` (-> ``meta["dynamic"]``, the official eval's motion
+split) and ``is_close`` (-> ``meta``). The official challenge annotation files are cut to the
+evaluation points by a mask archive, so their row count differs from the sweep's: they are rejected
+with a FormatError that says so.
+
+Two label conventions exist; every sample is returned in the first (``meta["label_convention"]``
+says which one the file used):
+
+* ``"av2"`` (av2-api ``Flow.from_sweep_pair``, ``make_annotation_files``, the av2-api test data):
+  class index 0 = background, 1..30 the annotation categories in enum order; flow in the ego frame of
+  t0 **including** the ego motion (static points: ``pc1 + flow == ego_motion @ pc1``);
+* ``"bsfe"`` (BucketedSceneFlowEval ``create_gt_flow.py``, column ``classes_0``): -1 = background,
+  0..29 the categories (``REGULAR_VEHICLE`` = 18); flow **without** the ego motion, in the ego frame of
+  t0 (static points have zero flow). Converted as ``classes + 1`` and
+  ``flow = ego_motion @ (pc1 + flow) - pc1``.
+
+``label_convention="auto"`` (default) takes ``"bsfe"`` for files with a ``classes_0`` column and
+``"av2"`` otherwise; a class index outside the convention's range raises a FormatError naming the
+file (a BSFE file read as av2 has -1s).
 
 ``ego_motion = inv(city_SE3_ego(t1)) @ city_SE3_ego(t0)``: for static points
 ``pc1 + flow == ego_motion @ pc1``. With ``compensate_ego=True`` pc1 is moved into pc2's frame
 (``pc1' = ego_motion @ pc1``), the flow becomes object motion only (``pc1 + flow - pc1'``),
 ``ego_motion`` the identity and ``frame`` ``"ego-compensated"``. Non-finite points are dropped with
 labels kept aligned (``meta["kept_index1"]``). Ground masks from the map raster are not computed
-(``ground1`` is None without ``is_ground_0``). The sample id is ``<log_id>/<timestamp_ns of t0>``.
+(``ground1`` is None without ``is_ground_0``). ``every=k`` keeps every k-th pair of the listing (the
+challenge scores every 5th, av2-api ``get_eval_subset``). The sample id is ``<log_id>/<timestamp_ns of t0>``.
 """
 
 from __future__ import annotations
@@ -39,15 +55,18 @@ from typing import Optional
 
 import numpy as np
 
-from ..errors import DatasetNotFoundError, FormatError
+from ..errors import DatasetNotFoundError, FormatError, ShapeError
+from ..geometry import apply_transform, compose_transforms, invert_transform
 from ..io import read_feather, read_points
 from ..types import SceneFlowSample
-from .base import Dataset, natural_key
+from .base import Dataset, check_choice, natural_key
 from .nan_points import keep_rows
 
 FLOW_COLUMNS = ("flow_tx_m", "flow_ty_m", "flow_tz_m")
 CLASS_COLUMNS = ("classes", "classes_0", "category_indices")
 POSE_COLUMNS = ("timestamp_ns", "qw", "qx", "qy", "qz", "tx_m", "ty_m", "tz_m")
+#: label convention -> (class index range, inclusive); see the module docstring
+LABEL_CONVENTIONS = {"av2": (0, 30), "bsfe": (-1, 29)}
 
 
 def quat_to_matrix(qw, qx, qy, qz) -> np.ndarray:
@@ -88,6 +107,8 @@ class Argoverse2SceneFlow(Dataset):
         compensate_ego: return pc1 in pc2's frame and object-only flow (see the module docstring).
         labels_root: folder with ``<log_id>/<timestamp_ns>.feather`` label files.
         labelled_only: keep only the pairs that have labels.
+        label_convention: ``"auto"``, ``"av2"`` or ``"bsfe"`` (see the module docstring).
+        every: keep every k-th pair of the listing (after ``labelled_only``).
         max_samples: keep the first N pairs.
     """
 
@@ -95,10 +116,16 @@ class Argoverse2SceneFlow(Dataset):
     kind = "scene"
 
     def __init__(self, root, split: str = "val", compensate_ego: bool = False, labels_root=None,
-                 labelled_only: bool = False, max_samples: Optional[int] = None):
+                 labelled_only: bool = False, max_samples: Optional[int] = None, label_convention: str = "auto",
+                 every: int = 1):
         self.compensate_ego = bool(compensate_ego)
         self.labels_root = Path(labels_root) if labels_root is not None else None
         self.labelled_only = labelled_only
+        check_choice("av2 label_convention", label_convention, ("auto",) + tuple(LABEL_CONVENTIONS))
+        self.label_convention = label_convention
+        if int(every) < 1:
+            raise ShapeError(f"av2 every: expected a positive integer, found {every}")
+        self.every = int(every)
         self._poses: dict = {}
         super().__init__(root, split, max_samples)
 
@@ -153,7 +180,7 @@ class Argoverse2SceneFlow(Dataset):
                     "next_labels": self._label_file(log, stamps[i + 1], first=False),
                     "pose_file": pose_file,
                 })
-        return records
+        return records[:: self.every]
 
     def _pose(self, pose_file: Path, ts: int) -> np.ndarray:
         if pose_file not in self._poses:
@@ -162,6 +189,33 @@ class Argoverse2SceneFlow(Dataset):
         if ts not in poses:
             raise FormatError(f"{pose_file}: expected a pose for timestamp_ns {ts}, found none")
         return poses[ts]
+
+    def _convention(self, path: Path, cols: dict, class_column: Optional[str]) -> str:
+        if self.label_convention != "auto":
+            return self.label_convention
+        return "bsfe" if class_column == "classes_0" else "av2"
+
+    def _labels(self, path: Path, cols: dict, pc1: np.ndarray, ego: np.ndarray) -> tuple:
+        """``(flow, classes, convention)`` of a label file in the av2 convention (see the module docstring)."""
+        flow = np.stack([cols[c] for c in FLOW_COLUMNS], axis=1).astype(np.float32)
+        cname = next((c for c in CLASS_COLUMNS if c in cols), None)
+        convention = self._convention(path, cols, cname)
+        classes = None
+        if cname is not None:
+            classes = cols[cname].astype(np.int64)
+            lo, hi = LABEL_CONVENTIONS[convention]
+            bad = np.unique(classes[(classes < lo) | (classes > hi)])
+            if bad.size:
+                raise FormatError(
+                    f"{path}: expected {convention} class indices in {lo}..{hi} in column {cname!r}, found "
+                    f"{bad[:10].tolist()}; pass label_convention='bsfe' (background -1) or 'av2' (background 0) "
+                    "to say which convention the file uses"
+                )
+        if convention == "bsfe":
+            if classes is not None:
+                classes = classes + 1
+            flow = (apply_transform(pc1.astype(np.float64) + flow, ego) - pc1.astype(np.float64)).astype(np.float32)
+        return flow, classes, convention
 
     @staticmethod
     def _read_labels(path: Path, n: int) -> dict:
@@ -182,17 +236,15 @@ class Argoverse2SceneFlow(Dataset):
         n1, n2 = len(pc1), len(pc2)
         t0, t1 = rec["timestamps"]
         e0, e1 = self._pose(rec["pose_file"], t0), self._pose(rec["pose_file"], t1)
-        ego = np.linalg.inv(e1) @ e0
+        ego = compose_transforms(invert_transform(e1), e0)
         meta = {"dataset": self.name, "split": self.split, "log_id": rec["log"].name, "timestamps_ns": (t0, t1),
                 "sweep_paths": [str(p) for p in rec["sweeps"]], "city_SE3_ego1": e0, "city_SE3_ego2": e1}
         flow = valid = classes = ground1 = ground2 = None
         if rec["labels"] is not None:
             cols = self._read_labels(rec["labels"], n1)
             meta["labels_path"] = str(rec["labels"])
-            flow = np.stack([cols[c] for c in FLOW_COLUMNS], axis=1).astype(np.float32)
+            flow, classes, meta["label_convention"] = self._labels(rec["labels"], cols, pc1, ego)
             valid = cols["is_valid"].astype(bool) if "is_valid" in cols else np.ones(n1, bool)
-            cname = next((c for c in CLASS_COLUMNS if c in cols), None)
-            classes = cols[cname].astype(np.int64) if cname else None
             ground1 = cols["is_ground_0"].astype(bool) if "is_ground_0" in cols else None
             for src, dst in (("dynamic", "dynamic"), ("is_dynamic", "dynamic"), ("is_close", "is_close")):
                 if src in cols:
@@ -216,7 +268,7 @@ class Argoverse2SceneFlow(Dataset):
             meta["kept_index2"] = kept2
         frame = "ego"
         if self.compensate_ego:
-            moved = (pc1.astype(np.float64) @ ego[:3, :3].T + ego[:3, 3]).astype(np.float32)
+            moved = apply_transform(pc1, ego)
             if flow is not None:
                 flow = (pc1.astype(np.float64) + flow - moved).astype(np.float32)
             pc1 = moved
