@@ -206,6 +206,8 @@ def stream_flow(
     method,
     max_size: Optional[int] = None,
     on_bad_frame=None,
+    warm_start: Optional[torch.Tensor] = None,
+    on_clip=None,
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """Stream flows from ``(index, frame)`` pairs (e.g. :func:`motionflow.io.video.iter_frames` with
     ``errors="yield"``).
@@ -215,13 +217,23 @@ def stream_flow(
     frames buffered before it are processed, ``on_bad_frame(index)`` is called, and no flow is made
     for the pairs that touch it.
 
+    Args:
+        warm_start: ``(1, 2, h, w)`` flow at processing resolution that the first clip gets as its
+            warm start (what ``on_clip`` reported when an interrupted run is resumed), or None.
+        on_clip: ``on_clip(next, warm)`` is called once the flows of a full clip have all been
+            consumed: ``next`` is the index of the clip's last frame (the first of the next clip) and
+            ``warm`` the ``(1, 2, h, w)`` warm start the next clip gets (None for methods without
+            ``accepts_prev_flow``). Restarting the stream at frame ``next`` with ``warm_start=warm``
+            gives the same flows as going on.
+
     Yields:
         ``(index, frame, flow)``: ``flow`` ``(H, W, 2)`` float32 from frame ``index`` to ``index + 1``
         at the frame's original resolution, and ``frame`` the (original) RGB frame ``index``.
     """
     clip_length = int(getattr(method, "clip_length", 2) or 2)
+    warm_used = getattr(method, "accepts_prev_flow", False)
     buffer: list[tuple[int, np.ndarray, np.ndarray]] = []  # (index, original, resized)
-    prev = None  # last flow of the previous clip (warm start), None after a chain break
+    prev = warm_start  # last flow of the previous clip (warm start), None after a chain break
 
     def flush(keep_last: bool):
         nonlocal buffer, prev
@@ -233,6 +245,8 @@ def stream_flow(
                 index, original, _ = buffer[k]
                 f = _upscale_flow(flows[k], original.shape[:2])
                 yield index, original, f.permute(1, 2, 0).numpy()
+            if keep_last and on_clip is not None:
+                on_clip(buffer[-1][0], prev if warm_used else None)
         else:
             prev = None
         buffer = buffer[-1:] if keep_last else []

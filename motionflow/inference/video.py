@@ -7,18 +7,22 @@ and optionally writes colour PNGs and an mp4 preview. ``motionflow estimate`` is
 
 from __future__ import annotations
 
+import datetime
 import json
+import numbers
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
+import torch
 
 from ..errors import FormatError, ShapeError
 from .clips import _progress, build_method, stream_flow
+from .resume import STATE, Progress, check_manifest, read_progress, run_identity, write_manifest, write_progress
 
-__all__ = ["FLOW_FORMATS", "VideoReport", "process_video", "write_preview"]
+__all__ = ["FLOW_FORMATS", "VideoReport", "process_video", "write_preview", "flow_files"]
 
 #: ``--format`` name -> file suffix (``reynolds-rgb``: the RGB encoding of a Reynolds flow as PNG,
 #: :func:`motionflow.classical.reynolds.reynolds_to_rgb`)
@@ -27,16 +31,21 @@ FLOW_FORMATS = {"flo": ".flo", "png": ".png", "npz": ".npz", "reynolds-rgb": ".p
 
 @dataclass
 class VideoReport:
-    """What :func:`process_video` did.
+    """What :func:`process_video` did: this session's counts, and the totals of the whole run (all the
+    sessions that wrote into ``out``; what ``out / "estimate_report.json"`` holds).
 
     Attributes:
         out: output folder.
-        written: names of the flow files written by this run.
+        written: names of the flow files written by this session.
         skipped: pairs whose flow already existed (resumed; not recomputed).
-        unreadable: indices of frames that could not be read (no flow touches them).
-        frames: frames read by this run.
-        seconds: wall-clock time.
+        unreadable: indices of the frames that could not be read, whole run (no flow touches them).
+        frames: frames read by this session.
+        seconds: wall-clock time of this session.
         preview: path of the mp4 preview, or None.
+        total_flows: flow files of the run in ``out``.
+        total_frames: frames of the source (for a video: at least the container's count).
+        total_seconds: compute time of all sessions.
+        sessions: sessions that worked on the run, this one included.
     """
 
     out: Path
@@ -46,21 +55,32 @@ class VideoReport:
     frames: int = 0
     seconds: float = 0.0
     preview: Optional[Path] = None
+    total_flows: int = 0
+    total_frames: int = 0
+    total_seconds: float = 0.0
+    sessions: int = 1
 
     @property
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
     def to_dict(self) -> dict:
+        """The whole run's totals, and this session's counts under ``"session"``."""
         return {
             "out": str(self.out),
-            "written": len(self.written),
-            "skipped": self.skipped,
+            "written": self.total_flows,
             "unreadable_frames": list(self.unreadable),
-            "frames": self.frames,
-            "seconds": round(self.seconds, 3),
-            "fps": round(self.fps, 3),
+            "frames": self.total_frames,
+            "seconds": round(self.total_seconds, 3),
+            "sessions": self.sessions,
             "preview": None if self.preview is None else str(self.preview),
+            "session": {
+                "written": len(self.written),
+                "skipped": self.skipped,
+                "frames": self.frames,
+                "seconds": round(self.seconds, 3),
+                "fps": round(self.fps, 3),
+            },
         }
 
 
@@ -117,6 +137,73 @@ def _write_outputs(path: Path, flow: np.ndarray, frame: np.ndarray, fmt: str, vi
         write_image(viz_path, flow_to_color(flow))
 
 
+class _Session:
+    """One session of a run in ``out``: where it starts, which pairs it computes, what it saves.
+
+    A fresh run (or ``resume=False``) writes the manifest and computes every pair. A resume of an
+    interrupted run starts at its last clip boundary with the saved warm start and recomputes every
+    pair from there (the same clips as an uninterrupted run, so the same bytes). A rerun of a finished
+    run computes only the pairs whose flow file is missing (e.g. beside frames that were unreadable).
+    """
+
+    def __init__(self, src, out: Path, suffix: str, identity: dict, info: dict, resume: bool):
+        self.src, self.out, self.suffix = src, out, suffix
+        self.bad: list[int] = []
+        self.t0 = time.perf_counter()
+        pairs = range(len(src) - 1)
+        same = resume and check_manifest(out, identity, any(self.target(p).exists() for p in pairs))
+        prior = read_progress(out) if same else None
+        if not same:
+            (out / STATE).unlink(missing_ok=True)
+            write_manifest(out, identity, info)
+        self.prior = prior or Progress()
+        self.warm_start = None
+        if not self.prior.complete:
+            self.start = self.prior.next
+            self.missing = lambda p: p >= self.start
+            if self.prior.warm_start is not None:
+                self.warm_start = torch.from_numpy(self.prior.warm_start)
+        else:
+            self.missing = lambda p: p >= 0 and not self.target(p).exists()
+            self.start = next((p for p in pairs if self.missing(p)), max(len(src) - 1, 0))
+
+    def target(self, index: int) -> Path:
+        return self.out / f"{self.src.name(index)}{self.suffix}"
+
+    def unreadable(self) -> list:
+        """Unreadable frames of the whole run: the earlier sessions' before ``start``, and this one's."""
+        return sorted({i for i in self.prior.unreadable if i < self.start} | set(self.bad))
+
+    def save(self, next_index: int, warm, complete: Optional[bool] = None) -> None:
+        """Save the progress at a clip boundary (``stream_flow``'s ``on_clip``), or at the end."""
+        write_progress(self.out, Progress(
+            next=next_index, complete=self.prior.complete if complete is None else complete,
+            warm_start=None if warm is None else warm.numpy(), unreadable=self.unreadable(),
+            seconds=self.prior.seconds + time.perf_counter() - self.t0, sessions=self.prior.sessions + 1,
+        ))
+
+    def finish(self, report: VideoReport, last_index: int) -> None:
+        """Mark the run finished and put its totals into ``report``."""
+        self.save(max(last_index, 0), None, complete=True)
+        report.unreadable = self.unreadable()
+        report.total_flows = len(flow_files(self.src, self.out, self.suffix))
+        report.total_frames = max(len(self.src), last_index + 1)
+        report.total_seconds = self.prior.seconds + report.seconds
+        report.sessions = self.prior.sessions + 1
+
+
+def _run_info(source, checkpoint, device) -> dict:
+    """What the manifest records beside the identity (not compared on resume)."""
+    if isinstance(source, (list, tuple)):
+        source = f"{len(source)} image files from {source[0]}" if source else "no image files"
+    return {
+        "source": str(source),
+        "checkpoint": None if checkpoint is None or not isinstance(checkpoint, (str, Path)) else str(checkpoint),
+        "device": None if device is None else str(device),
+        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
 def process_video(
     source, out, method: Any = "classical", fmt: str = "flo", viz: bool = False, preview: bool = False,
     max_size: Optional[int] = None, resume: bool = True, progress: bool = True,
@@ -134,90 +221,89 @@ def process_video(
         viz: also write a colour PNG per flow.
         preview: also write ``out / "preview.mp4"`` (flow colours with the colour-wheel legend),
             built at the end from the flow files (so it is complete after a resumed run).
-        max_size: process frames downscaled so their longer side is at most this; flows are scaled
-            back to the original resolution.
-        resume: skip pairs whose flow file exists (reading starts at the first missing pair, and
-            frames needed by no missing pair are read but not processed).
+        max_size: process frames downscaled so their longer side is at most this (pixels, >= 1);
+            flows are scaled back to the original resolution.
+        resume: continue the run in ``out`` (see :mod:`motionflow.inference.resume`): an interrupted
+            run resumes at its last clip boundary and gives the bytes of an uninterrupted run; a
+            finished one computes only missing flows. A run with another identity (method, options,
+            weights, format, max size, viz, source, version) is refused. False: start over.
         progress: tqdm progress bar (frames, with frames per second).
 
     Returns:
         :class:`VideoReport`. Unreadable frames are listed by index in the report (and in
-        ``out / "estimate_report.json"``); the flows of every other pair are written.
+        ``out / "estimate_report.json"``, which holds the totals of the whole run); the flows of every
+        other pair are written.
     """
     from ..io import atomic_write_bytes
     from ..io.video import FrameSource
 
     if fmt not in FLOW_FORMATS:
         raise ShapeError(f"fmt: expected one of {', '.join(FLOW_FORMATS)}, found {fmt!r}")
-    suffix = FLOW_FORMATS[fmt]
-    src = FrameSource(source)
-    out = Path(out)
-
-    def target(index: int) -> Path:
-        return out / f"{src.name(index)}{suffix}"
-
-    _check_names(src, out, target)
+    if max_size is not None and (isinstance(max_size, bool) or not isinstance(max_size, numbers.Integral) or max_size < 1):
+        raise ShapeError(f"max_size: expected a positive number of pixels for the longer side, found {max_size!r}")
+    src, out, suffix = FrameSource(source), Path(out), FLOW_FORMATS[fmt]
+    _check_names(src, out, lambda i: out / f"{src.name(i)}{suffix}")
     m = build_method(method, checkpoint=checkpoint, iters=iters, device=device, **options)
+    identity = run_identity(m, src, fmt, max_size, viz)
     out.mkdir(parents=True, exist_ok=True)
+    run = _Session(src, out, suffix, identity, _run_info(source, checkpoint, device), resume)
     report = VideoReport(out=out)
-    total = len(src)
-
-    def missing(pair: int) -> bool:
-        # pairs past the container's frame count (an estimate for some videos) count as missing
-        return pair >= 0 and not (resume and target(pair).exists())
-
-    report.skipped = sum(not missing(p) for p in range(total - 1))
-    start = next((p for p in range(total - 1) if missing(p)), max(total - 1, 0))
-    t0 = time.perf_counter()
-    bar = _progress(total, "frame", progress, initial=start)
-    bad: list[int] = []
+    report.skipped = sum(run.target(p).exists() and not run.missing(p) for p in range(len(src) - 1))
+    bar = _progress(len(src), "frame", progress, initial=run.start)
+    last = [run.start - 1]
 
     def frames():
         # a frame that belongs to no missing pair is not handed on: the gap breaks the chain, so
         # flows that exist after the resume point (e.g. beyond an unreadable frame) are not recomputed
-        for index, frame in src.iter(start=start, errors="yield"):
+        for index, frame in src.iter(start=run.start, errors="yield"):
             report.frames += 1
+            last[0] = index
             bar.update(1)
-            if frame is not None and not (missing(index - 1) or missing(index)):
+            if frame is not None and not (run.missing(index - 1) or run.missing(index)):
                 continue
             yield index, frame
 
     try:
-        for index, frame, flow in stream_flow(frames(), m, max_size=max_size, on_bad_frame=bad.append):
+        for index, frame, flow in stream_flow(frames(), m, max_size=max_size, on_bad_frame=run.bad.append,
+                                              warm_start=run.warm_start, on_clip=run.save):
             viz_path = out / "viz" / f"{src.name(index)}.png" if viz else None
-            _write_outputs(target(index), flow, frame, fmt, viz_path)
-            report.written.append(target(index).name)
+            _write_outputs(run.target(index), flow, frame, fmt, viz_path)
+            report.written.append(run.target(index).name)
     finally:
         bar.close()
-        report.unreadable = sorted(set(bad))
-        report.seconds = time.perf_counter() - t0
+        report.seconds = time.perf_counter() - run.t0
+    run.finish(report, last[0])
     if preview:
         report.preview = write_preview(src, out, suffix, src.fps or 10.0, images=fmt == "reynolds-rgb")
     atomic_write_bytes(out / "estimate_report.json", json.dumps(report.to_dict(), indent=2).encode())
     return report
 
 
-def write_preview(src, out: Path, suffix: str, fps: float, images: bool = False) -> Optional[Path]:
-    """Write ``out / "preview.mp4"`` from the flow files of ``out`` (one colour frame per flow, one
-    common colour scale: the 99th percentile magnitude of the first flow, legend top right).
-    With ``images=True`` the files are pictures (``reynolds-rgb``) and are written as they are."""
-    from ..io import read_flow, read_image
-    from ..io.video import VideoWriter
-    from ..viz import flow_to_color
-
+def flow_files(src, out: Path, suffix: str) -> list[Path]:
+    """The flow files of ``src``'s run in ``out``, in frame order."""
     if src.files is not None:
-        paths = [out / f"{src.name(i)}{suffix}" for i in range(len(src))]
+        paths = [out / f"{src.name(i)}{suffix}" for i in range(len(src) - 1)]
     else:
         # a video's frame count is the container's estimate (0 when unknown): take every flow file
         # of the video's naming, ``frame_{index:06d}`` (zero-padded, so name order is frame order)
         paths = sorted(out.glob(f"frame_[0-9]*{suffix}"))
-    paths = [p for p in paths if p.exists()]
+    return [p for p in paths if p.exists()]
+
+
+def write_preview(src, out: Path, suffix: str, fps: float, images: bool = False) -> Optional[Path]:
+    """Write ``out / "preview.mp4"`` from the flow files of ``out`` (one colour frame per flow, one
+    common colour scale: the 99th percentile magnitude of the first flow, legend top right).
+    With ``images=True`` the files are pictures (``reynolds-rgb``) and are written as they are."""
+    from ..io import atomic_path, read_flow, read_image
+    from ..io.video import VideoWriter
+    from ..viz import flow_to_color
+
+    paths = flow_files(src, out, suffix)
     if not paths:
         return None
     target = out / "preview.mp4"
-    tmp = out / ".preview.tmp.mp4"
     scale = None
-    with VideoWriter(tmp, fps=fps) as writer:
+    with atomic_path(target) as tmp, VideoWriter(tmp, fps=fps) as writer:
         for p in paths:
             if images:
                 writer.write(read_image(p))
@@ -228,5 +314,4 @@ def write_preview(src, out: Path, suffix: str, fps: float, images: bool = False)
                 scale = max(float(np.percentile(mag, 99)), 1.0)
             flow = np.where(valid[..., None], flow, np.nan)
             writer.write(_legend_overlay(flow_to_color(flow, max_flow=scale)))
-    tmp.replace(target)
     return target

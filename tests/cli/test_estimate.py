@@ -1,6 +1,7 @@
 """``motionflow estimate`` end to end: a synthetic video written with OpenCV, its flows compared with
 the synthetic ground truth; resume after an interruption; a corrupt frame in the middle."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -70,6 +71,9 @@ class Interrupting:
     def __init__(self, inner, fail_at):
         self.inner, self.fail_at, self.calls = inner, fail_at, 0
         self.clip_length, self.name = 2, "interrupting"
+
+    def describe(self):  # the run's identity is the wrapped method's (fail_at and calls are not)
+        return self.inner
 
     def __call__(self, frames):
         self.calls += 1
@@ -225,3 +229,135 @@ def test_a_method_that_cannot_be_built_leaves_no_output_folder(tmp_path, clip):
     with pytest.raises(CheckpointError, match="needs its official weights"):
         process_video(tmp_path / "frames", tmp_path / "out", method="raft", progress=False)
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------------- run identity and resume
+def test_interrupted_and_resumed_classical_run_is_bit_identical(tmp_path, monkeypatch):
+    """classical warm-starts each clip from the previous clip's last flow: a resume must restore it.
+    10 frames = clips [0, 8) and [7, 10); the run is interrupted while writing the second clip's flows,
+    with --max-size (the warm start lives at processing resolution)."""
+    import shutil
+
+    from motionflow.inference import video
+    from motionflow.inference.resume import read_progress, write_progress
+
+    clip = synthetic_clip(num_frames=10, size=(48, 64), seed=7)
+    _write_frames(tmp_path / "frames", clip)
+    kwargs = dict(method="classical", preset="fast", max_size=40, progress=False)
+    full = process_video(tmp_path / "frames", tmp_path / "full", **kwargs)
+    assert len(full.written) == 9
+
+    write_outputs, writes = video._write_outputs, []
+
+    def interrupt_at_pair_8(path, *args):
+        writes.append(path.name)
+        if len(writes) == 9:  # pairs 0..7 written, pair 8 not: the second clip is half done
+            raise KeyboardInterrupt
+        write_outputs(path, *args)
+
+    monkeypatch.setattr(video, "_write_outputs", interrupt_at_pair_8)
+    with pytest.raises(KeyboardInterrupt):
+        process_video(tmp_path / "frames", tmp_path / "out", **kwargs)
+    monkeypatch.setattr(video, "_write_outputs", write_outputs)
+    saved = read_progress(tmp_path / "out")
+    assert saved.next == 7 and not saved.complete and saved.warm_start.shape == (1, 2, 30, 40)
+    shutil.copytree(tmp_path / "out", tmp_path / "cold")
+
+    resumed = process_video(tmp_path / "frames", tmp_path / "out", **kwargs)
+    assert resumed.skipped == 7 and resumed.written == ["frame_0008.flo", "frame_0009.flo"]  # pair 7 again
+    for name in full.written:
+        assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "full" / name).read_bytes(), name
+    report = json.loads((tmp_path / "out" / "estimate_report.json").read_text())
+    assert report["written"] == 9 and report["sessions"] == 2 and report["frames"] == 10
+    assert report["session"]["written"] == 2 and report["session"]["skipped"] == 7
+
+    # the same resume without the warm start (what resume did before) gives other flows for pair 7
+    write_progress(tmp_path / "cold", dataclasses.replace(saved, warm_start=None))
+    process_video(tmp_path / "frames", tmp_path / "cold", **kwargs)
+    cold, _ = read_flow(tmp_path / "cold" / "frame_0008.flo")
+    ref, _ = read_flow(tmp_path / "full" / "frame_0008.flo")
+    assert np.abs(cold - ref).max() > 1e-3
+
+
+def _tiny_run(tmp_path, clip, **kwargs):
+    _write_frames(tmp_path / "frames", clip)
+    out = tmp_path / "out"
+    process_video(tmp_path / "frames", out, method="opencv-dis", progress=False, **kwargs)
+    return out, {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (dict(method="classical"), "method: opencv-dis -> classical"),
+        (dict(preset="fast"), 'method.preset: "medium" -> "fast"'),
+        (dict(fmt="npz"), 'format: "flo" -> "npz"'),
+        (dict(max_size=32), "max_size: null -> 32"),
+        (dict(viz=True), "viz: false -> true"),
+        (dict(version="9.9"), 'motionflow: "0.1.0" -> "9.9"'),
+    ],
+)
+def test_a_resume_with_another_run_is_refused(tmp_path, clip, monkeypatch, change, expected):
+    from motionflow.errors import FormatError
+
+    out, before = _tiny_run(tmp_path, clip)
+    change = dict(change)
+    if "version" in change:
+        monkeypatch.setattr("motionflow.__version__", change.pop("version"))
+    kwargs = dict(method="opencv-dis", progress=False)
+    kwargs.update(change)
+    with pytest.raises(FormatError) as exc:
+        process_video(tmp_path / "frames", out, **kwargs)
+    message = str(exc.value)
+    assert expected in message and "--no-resume" in message and "\n" not in message
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before  # nothing touched
+
+
+def test_a_resume_from_another_source_or_without_a_manifest_is_refused(tmp_path, clip, capsys):
+    from motionflow.errors import FormatError
+
+    out, before = _tiny_run(tmp_path, clip)
+    other = tmp_path / "other"
+    _write_frames(other, clip)
+    with pytest.raises(FormatError, match=r"source\.files_sha256: .*--no-resume"):
+        process_video(other, out, method="opencv-dis", progress=False)
+    (out / "estimate_manifest.json").write_text("[1, 2]")
+    with pytest.raises(FormatError, match=r"estimate_manifest.json: expected an estimate run manifest"):
+        process_video(tmp_path / "frames", out, method="opencv-dis", progress=False)
+    (out / "estimate_manifest.json").unlink()
+    # the CLI: one line, exit 1, and --no-resume starts over
+    args = ["estimate", str(tmp_path / "frames"), "--out", str(out), "--method", "opencv-dis", "--no-progress"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "flow files without estimate_manifest.json" in err and "--no-resume" in err
+    assert main([*args, "--no-resume"]) == 0
+    assert "4 flows written, 0 already there" in capsys.readouterr().out
+    assert main(args) == 0
+    assert "0 flows written, 4 already there" in capsys.readouterr().out
+
+
+def test_another_checkpoint_is_another_run():
+    """Network weights enter the identity by SHA-256 of their tensors (so do iters, precision, device)."""
+    import torch
+
+    from motionflow.errors import FormatError
+    from motionflow.inference.resume import check_manifest, describe, write_manifest
+    from motionflow.registry import get_optical_flow_method
+
+    torch.manual_seed(0)
+    a = get_optical_flow_method("raft", weights="random", device="cpu")
+    torch.manual_seed(1)
+    b = get_optical_flow_method("raft", weights="random", device="cpu")
+    assert describe(a)["model"]["weights_sha256"] != describe(b)["model"]["weights_sha256"]
+    assert describe(a) == describe(a) and describe(a)["iters"] == 32
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        write_manifest(Path(d), {"method": describe(a)}, {})
+        assert check_manifest(Path(d), {"method": describe(a)}, has_outputs=True)
+        with pytest.raises(FormatError, match=r"method\.model\.weights_sha256: \"[0-9a-f]+"):
+            check_manifest(Path(d), {"method": describe(b)}, has_outputs=True)
+        a.iters = 12
+        with pytest.raises(FormatError, match=r"method\.iters: 32 -> 12"):
+            check_manifest(Path(d), {"method": describe(a)}, has_outputs=True)
