@@ -7,7 +7,8 @@ The network, as in the paper and ``princeton-vl/RAFT`` (commit 2888e15, ``core/r
    state ``net = tanh(cnet[:, :128])`` and the context ``inp = relu(cnet[:, 128:])``.
 2. **Correlation**: the 4-level all-pairs pyramid ``<f1, f2> / sqrt(256)`` with radius-4 lookups
    (:class:`~motionflow.ops.correlation.CorrPyramid`; :class:`~motionflow.ops.correlation.OnDemandCorrPyramid`
-   when ``corr_on_demand`` is set: same values, no ``(hw)^2`` volume, the official ``alternate_corr``).
+   when ``corr_on_demand`` is set or the volume passes 1 GiB: same values, no ``(hw)^2`` volume, the
+   official ``alternate_corr``).
 3. **Iterative updates**: ``coords1`` starts at the pixel grid ``coords0`` (plus ``flow_init`` for a warm
    start); each of ``iters`` iterations looks up the correlation at ``coords1``, runs
    :class:`~motionflow.models.blocks.raft_update.BasicUpdateBlock` and adds its ``delta_flow``.
@@ -34,7 +35,7 @@ import torch
 from torch import nn
 
 from ..errors import ShapeError
-from ..ops.correlation import CorrPyramid, OnDemandCorrPyramid
+from ..ops.correlation import correlation_pyramid
 from ..ops.upsample import convex_upsample
 from ..ops.warp import coords_grid
 from .blocks.raft_extractor import BasicEncoder
@@ -63,7 +64,9 @@ class RAFT(nn.Module):
         corr_levels: correlation pyramid levels (4).
         corr_radius: lookup radius (4): ``corr_levels * (2r+1)^2 = 324`` channels.
         dropout: encoder dropout (official evaluation: 0).
-        corr_on_demand: use the memory-bounded correlation (the adapter sets it above a size).
+        corr_on_demand: ``True``: the memory-bounded correlation; ``False``: the all-pairs volume;
+            ``None`` (default): memory-bounded when the volume would pass
+            :data:`~motionflow.ops.correlation.ALL_PAIRS_MAX_BYTES` (the method adapter sets it per call).
 
     Attributes:
         checkpoint_aliases: :data:`RAFT_ALIASES` (read by :func:`motionflow.models.load_official_checkpoint`).
@@ -77,7 +80,9 @@ class RAFT(nn.Module):
     hidden_dim = 128
     context_dim = 128
 
-    def __init__(self, corr_levels: int = 4, corr_radius: int = 4, dropout: float = 0.0, corr_on_demand: bool = False):
+    def __init__(
+        self, corr_levels: int = 4, corr_radius: int = 4, dropout: float = 0.0, corr_on_demand: Optional[bool] = None
+    ):
         super().__init__()
         self.corr_levels = corr_levels
         self.corr_radius = corr_radius
@@ -125,9 +130,10 @@ class RAFT(nn.Module):
         # (fp16 dot products of 256-d features lose precision; the official autocast covers only the
         # encoders and the update block)
         float32 = torch.autocast(image1.device.type, enabled=False)
-        pyramid_cls = OnDemandCorrPyramid if self.corr_on_demand else CorrPyramid
         with float32:
-            corr_fn = pyramid_cls(fmap1.float(), fmap2.float(), num_levels=self.corr_levels, radius=self.corr_radius)
+            corr_fn = correlation_pyramid(
+                fmap1.float(), fmap2.float(), self.corr_levels, self.corr_radius, on_demand=self.corr_on_demand
+            )
 
         cnet = self.cnet(image1)
         net, inp = torch.split(cnet, [self.hidden_dim, self.context_dim], dim=1)

@@ -44,7 +44,7 @@ from motionflow.errors import ShapeError
 from motionflow.models.blocks.gma import ContextAttention
 from motionflow.models.blocks.streamflow_isc import ISCTwinsEncoder
 from motionflow.models.blocks.streamflow_update import StreamFlowUpdateBlock
-from motionflow.ops.correlation import CorrPyramid, OnDemandCorrPyramid
+from motionflow.ops.correlation import correlation_pyramid
 from motionflow.ops.upsample import convex_upsample
 from motionflow.ops.warp import coords_grid
 
@@ -92,8 +92,9 @@ class StreamFlow(nn.Module):
             tied to it).
         iters: default number of refinement iterations (15 as the official evaluation).
         corr_levels, corr_radius: correlation pyramid (4, 4).
-        corr_on_demand: use the memory-bounded correlation (same lookup, no ``(hw)^2`` volume; the
-            method adapter sets it above ~1 MP).
+        corr_on_demand: ``True``: the memory-bounded correlation (same lookup, no ``(hw)^2`` volume);
+            ``False``: the all-pairs volumes; ``None`` (default): memory-bounded when the volumes would
+            pass :data:`~motionflow.ops.correlation.ALL_PAIRS_MAX_BYTES` (the method adapter sets it per call).
     """
 
     checkpoint_unused_keys = UNUSED_KEYS
@@ -104,7 +105,7 @@ class StreamFlow(nn.Module):
         iters: int = DEFAULT_ITERS,
         corr_levels: int = 4,
         corr_radius: int = 4,
-        corr_on_demand: bool = False,
+        corr_on_demand: Optional[bool] = None,
     ):
         super().__init__()
         if frames < 2:
@@ -179,14 +180,17 @@ class StreamFlow(nn.Module):
         net, inp = torch.split(context, [self.hidden_dim, self.context_dim], dim=2)
         net = torch.tanh(net.flatten(0, 1))  # (B*S, 128, h, w), b-major / pair-minor
         inp = torch.relu(inp.flatten(0, 1))
-        attention = self.att(inp)  # (B*S, 1, h*w, h*w)
+        attention = self.att(inp)  # (B*S, 1, h*w, h*w), or its factors for large frames
 
         # as the official forward, the correlation and the upsampling run outside any autocast (float32)
         fp32 = torch.autocast(frames.device.type, enabled=False)
-        pyramid = OnDemandCorrPyramid if self.corr_on_demand else CorrPyramid
         with fp32:
-            corr_fn = pyramid(
-                fmaps[:, :-1].flatten(0, 1), fmaps[:, 1:].flatten(0, 1), self.corr_levels, self.corr_radius
+            corr_fn = correlation_pyramid(
+                fmaps[:, :-1].flatten(0, 1),
+                fmaps[:, 1:].flatten(0, 1),
+                self.corr_levels,
+                self.corr_radius,
+                on_demand=self.corr_on_demand,
             )  # pair i: fmap_i against fmap_{i+1}
         coords0 = coords_grid(b * s, h, w, device=frames.device)
         coords1 = coords0.clone()

@@ -51,7 +51,7 @@ from motionflow.models.blocks.gma import UNUSED_POSITION_KEYS, ContextAttention
 from motionflow.models.blocks.sk import TROFUpdateBlock
 from motionflow.models.blocks.twins import TwinsEncoder
 from motionflow.models.blocks.videoflow_mop import UNUSED_MOP_KEYS, MOFUpdateBlock
-from motionflow.ops.correlation import CorrPyramid, OnDemandCorrPyramid
+from motionflow.ops.correlation import correlation_pyramid
 from motionflow.ops.upsample import convex_upsample
 from motionflow.ops.warp import coords_grid
 
@@ -93,7 +93,8 @@ class VideoFlowOutput:
 
     Attributes:
         flow_predictions: one full-resolution flow per iteration (index 0 = after iteration 1), each
-            ``(B, F, 2, H, W)`` with ``F = 2`` (BOF) or ``2 * (N - 2)`` (MOF).
+            ``(B, F, 2, H, W)`` with ``F = 2`` (BOF) or ``2 * (N - 2)`` (MOF); only the final one when
+            the forward ran with ``all_iterations=False``.
         flow_low: the final flows at 1/8 resolution ``(B, F, 2, H/8, W/8)`` in 1/8-resolution pixels.
     """
 
@@ -129,8 +130,9 @@ def _iterations(iters: Optional[int], default: int, who: str) -> int:
 class _VideoFlowBase(nn.Module):
     """Encoders and GMA attention shared by BOF and MOF (state-dict names ``cnet``, ``fnet``, ``att``)."""
 
-    #: Set by the method adapter for large frames: use the memory-bounded correlation lookup.
-    corr_on_demand: bool = False
+    #: ``True``: the memory-bounded correlation lookup; ``False``: the all-pairs volumes; ``None``: memory-
+    #: bounded above :data:`~motionflow.ops.correlation.ALL_PAIRS_MAX_BYTES` (the method adapter sets it per call).
+    corr_on_demand: Optional[bool] = None
 
     def __init__(self, iters: int):
         super().__init__()
@@ -142,14 +144,13 @@ class _VideoFlowBase(nn.Module):
 
     def correlation(self, fmap1: torch.Tensor, fmap2: torch.Tensor):
         """RAFT correlation pyramid (4 levels, radius 4) from ``fmap1`` to ``fmap2`` ``(B, 256, h, w)``."""
-        cls = OnDemandCorrPyramid if self.corr_on_demand else CorrPyramid
-        return cls(fmap1, fmap2, num_levels=CORR_LEVELS, radius=CORR_RADIUS)
+        return correlation_pyramid(fmap1, fmap2, CORR_LEVELS, CORR_RADIUS, on_demand=self.corr_on_demand)
 
     def encode_context(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Context of normalised frames ``(B', 3, H, W)`` -> ``(net, inp, attention)``.
 
         ``net = tanh(cnet[:, :128])`` (hidden state), ``inp = relu(cnet[:, 128:])`` (context),
-        ``attention = att(inp)`` ``(B', 1, h*w, h*w)``.
+        ``attention = att(inp)`` ``(B', 1, h*w, h*w)`` (its factors above the attention's ``max_bytes``).
         """
         cnet = self.cnet(frames)
         net, inp = torch.split(cnet, [self.hidden_dim, self.context_dim], dim=1)
@@ -163,8 +164,10 @@ class BOFNet(_VideoFlowBase):
     Args:
         iters: default number of refinement iterations (``decoder_depth``; official eval: 32).
 
-    ``forward(images (B, 3, 3, H, W) in [0, 255], iters=None) -> VideoFlowOutput`` with flows
-    ``(B, 2, 2, H, W)``: ``[:, 0]`` centre -> next frame, ``[:, 1]`` centre -> previous frame.
+    ``forward(images (B, 3, 3, H, W) in [0, 255], iters=None, all_iterations=True) -> VideoFlowOutput``
+    with flows ``(B, 2, 2, H, W)``: ``[:, 0]`` centre -> next frame, ``[:, 1]`` centre -> previous frame.
+    ``all_iterations=False`` upsamples and keeps the last iteration only (``flow_predictions`` has one
+    entry, the same final flow; the method adapter's default: 32 full-resolution flows are not kept).
     """
 
     checkpoint_unused_keys = UNUSED_KEYS["videoflow-bof"]
@@ -174,7 +177,7 @@ class BOFNet(_VideoFlowBase):
         self.update_block = TROFUpdateBlock(CORR_LEVELS * (2 * CORR_RADIUS + 1) ** 2)
         self.att = ContextAttention(dim=128, heads=1, dim_head=128)
 
-    def forward(self, images: torch.Tensor, iters: Optional[int] = None) -> VideoFlowOutput:
+    def forward(self, images: torch.Tensor, iters: Optional[int] = None, all_iterations: bool = True) -> VideoFlowOutput:
         _check_clip(images, 3, "BOFNet")
         iters = _iterations(iters, self.iters, "BOFNet")
         B, N, _, H, W = images.shape
@@ -189,14 +192,16 @@ class BOFNet(_VideoFlowBase):
         coords0 = coords_grid(B, h, w, device=images.device, dtype=fmaps.dtype)
         coords_next, coords_prev = coords0.clone(), coords0.clone()
         predictions = []
-        for _ in range(iters):
+        for it in range(iters):
             coords_next, coords_prev = coords_next.detach(), coords_prev.detach()
             corr = torch.cat([corr_next(coords_next), corr_prev(coords_prev)], dim=1)
             flow = torch.cat([coords_next - coords0, coords_prev - coords0], dim=1)
             net, up_mask, delta_flow = self.update_block(net, inp, corr, flow, attention)
-            mask_prev, mask_next = torch.split(up_mask, [64 * 9, 64 * 9], dim=1)
             coords_next = coords_next + delta_flow[:, 0:2]
             coords_prev = coords_prev + delta_flow[:, 2:4]
+            if not (all_iterations or it == iters - 1):
+                continue
+            mask_prev, mask_next = torch.split(up_mask, [64 * 9, 64 * 9], dim=1)
             up_next = convex_upsample(coords_next - coords0, mask_next, STRIDE)
             up_prev = convex_upsample(coords_prev - coords0, mask_prev, STRIDE)
             predictions.append(torch.stack([up_next, up_prev], dim=1))
@@ -210,9 +215,10 @@ class MOFNet(_VideoFlowBase):
     Args:
         iters: default number of refinement iterations (official eval: 32).
 
-    ``forward(images (B, N, 3, H, W) in [0, 255], N >= 3, iters=None) -> VideoFlowOutput`` with flows
-    ``(B, 2 * (N - 2), 2, H, W)``: forward flows of frames ``1 .. N-2`` then their backward flows.
-    Trained with N = 5; other N work (the inner frames are batched).
+    ``forward(images (B, N, 3, H, W) in [0, 255], N >= 3, iters=None, all_iterations=True) -> VideoFlowOutput``
+    with flows ``(B, 2 * (N - 2), 2, H, W)``: forward flows of frames ``1 .. N-2`` then their backward
+    flows. Trained with N = 5; other N work (the inner frames are batched). ``all_iterations=False``:
+    only the last iteration is upsampled and kept (as :class:`BOFNet`).
     """
 
     checkpoint_unused_keys = UNUSED_KEYS["videoflow-mof"]
@@ -222,7 +228,7 @@ class MOFNet(_VideoFlowBase):
         self.update_block = MOFUpdateBlock(CORR_LEVELS * (2 * CORR_RADIUS + 1) ** 2)
         self.att = ContextAttention(dim=128, heads=1, dim_head=128)
 
-    def forward(self, images: torch.Tensor, iters: Optional[int] = None) -> VideoFlowOutput:
+    def forward(self, images: torch.Tensor, iters: Optional[int] = None, all_iterations: bool = True) -> VideoFlowOutput:
         _check_clip(images, None, "MOFNet")
         iters = _iterations(iters, self.iters, "MOFNet")
         B, N, _, H, W = images.shape
@@ -240,7 +246,7 @@ class MOFNet(_VideoFlowBase):
         forward_coords, backward_coords = coords0.clone(), coords0.clone()
         hidden = None
         predictions = []
-        for _ in range(iters):
+        for it in range(iters):
             forward_coords, backward_coords = forward_coords.detach(), backward_coords.detach()
             forward_corr = forward_corr_fn(forward_coords)
             backward_corr = backward_corr_fn(backward_coords)
@@ -256,9 +262,11 @@ class MOFNet(_VideoFlowBase):
                 attention,
                 B,
             )
-            mask_fwd, mask_bwd = torch.split(up_mask, [64 * 9, 64 * 9], dim=1)
             forward_coords = forward_coords + delta_flow[:, 0:2]
             backward_coords = backward_coords + delta_flow[:, 2:4]
+            if not (all_iterations or it == iters - 1):
+                continue
+            mask_fwd, mask_bwd = torch.split(up_mask, [64 * 9, 64 * 9], dim=1)
             up_fwd = convex_upsample(forward_coords - coords0, mask_fwd, STRIDE).reshape(B, T, 2, H, W)
             up_bwd = convex_upsample(backward_coords - coords0, mask_bwd, STRIDE).reshape(B, T, 2, H, W)
             predictions.append(torch.cat([up_fwd, up_bwd], dim=1))
@@ -320,7 +328,7 @@ def run_bof_window(model: BOFNet, frames: torch.Tensor, iters: int, return_itera
     """
     from motionflow.models.method import WindowFlows
 
-    out = model(frames, iters=iters)
+    out = model(frames, iters=iters, all_iterations=return_iterations)
     its = {1: [f[:, 0] for f in out.flow_predictions]} if return_iterations else {}
     return WindowFlows(forward={1: out.flow[:, 0]}, backward={0: out.flow[:, 1]}, iterations=its)
 
@@ -334,7 +342,7 @@ def run_mof_window(model: MOFNet, frames: torch.Tensor, iters: int, return_itera
 
     n = frames.shape[1]
     t = n - 2
-    out = model(frames, iters=iters)
+    out = model(frames, iters=iters, all_iterations=return_iterations)
     forward = {k: out.flow[:, k - 1] for k in range(1, n - 1)}
     backward = {k - 1: out.flow[:, t + k - 1] for k in range(1, n - 1)}
     its = {k: [f[:, k - 1] for f in out.flow_predictions] for k in range(1, n - 1)} if return_iterations else {}

@@ -16,17 +16,31 @@ outer index** and the y offset the inner one: level ``l``, x offset ``a``, y off
 same lookup from dot products with the ``(2r+2)^2`` integer neighbours of each query (bilinear
 sampling and the dot product commute, and average pooling of the volume equals the dot product with
 pooled ``f2``), chunked over image rows to bound memory; it equals :class:`CorrPyramid` within
-float rounding.
+float rounding. :func:`correlation_pyramid` picks one of the two (by the size of the volume unless told).
 """
 
 from __future__ import annotations
+
+from typing import Optional, Union
 
 import torch
 import torch.nn.functional as F
 
 from motionflow.errors import ShapeError
 
-__all__ = ["all_pairs_correlation", "CorrPyramid", "OnDemandCorrPyramid", "bilinear_sampler"]
+__all__ = [
+    "all_pairs_correlation",
+    "CorrPyramid",
+    "OnDemandCorrPyramid",
+    "correlation_pyramid",
+    "ALL_PAIRS_MAX_BYTES",
+    "bilinear_sampler",
+]
+
+#: Size (bytes) of the level-0 volumes of one call (all pairs of the batch) above which
+#: :func:`correlation_pyramid` builds the on-demand pyramid when not told which: 1 GiB, the volume of
+#: one pair at about 1 MP (1080p: 4.3 GB per pair).
+ALL_PAIRS_MAX_BYTES = 2**30
 
 
 def _check_fmaps(fmap1, fmap2) -> None:
@@ -285,3 +299,25 @@ class OnDemandCorrPyramid:
                 per_batch.append(win.reshape(h1 * w1, n * n))
             out.append(torch.stack(per_batch, dim=0).view(b, h1, w1, n * n))
         return _output_dtype(torch.cat(out, dim=-1).permute(0, 3, 1, 2).contiguous())
+
+
+def correlation_pyramid(
+    fmap1: torch.Tensor,
+    fmap2: torch.Tensor,
+    num_levels: int = 4,
+    radius: int = 4,
+    on_demand: Optional[bool] = None,
+) -> Union[CorrPyramid, OnDemandCorrPyramid]:
+    """The correlation pyramid of RAFT, VideoFlow and StreamFlow from ``fmap1`` to ``fmap2`` ``(B, C, H, W)``.
+
+    Args:
+        num_levels, radius: as :class:`CorrPyramid`.
+        on_demand: ``True``: :class:`OnDemandCorrPyramid`; ``False``: :class:`CorrPyramid` (the official
+            all-pairs volume); ``None``: on demand when the level-0 volumes, ``B * (H*W)^2`` floats,
+            exceed :data:`ALL_PAIRS_MAX_BYTES`.
+    """
+    if on_demand is None:
+        b, _, h, w = fmap1.shape
+        on_demand = b * (h * w) ** 2 * fmap1.element_size() > ALL_PAIRS_MAX_BYTES
+    cls = OnDemandCorrPyramid if on_demand else CorrPyramid
+    return cls(fmap1, fmap2, num_levels=num_levels, radius=radius)

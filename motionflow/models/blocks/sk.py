@@ -133,7 +133,8 @@ class SKUpdateBlock(nn.Module):
 
         Args:
             net: ``(B, hidden_dim, H, W)`` hidden state; inp: ``(B, context_dim, H, W)`` context.
-            motion: ``(B, motion_dim, H, W)`` motion features; attention: ``(B, 1, H*W, H*W)`` GMA attention.
+            motion: ``(B, motion_dim, H, W)`` motion features; attention: ``(B, 1, H*W, H*W)`` GMA attention
+                (or its :class:`~motionflow.models.blocks.gma.FactoredAttention` for large frames).
 
         Returns:
             ``(net, mask, delta_flow)``: new hidden state, ``mask_scale``-scaled upsampling logits

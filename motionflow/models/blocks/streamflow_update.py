@@ -107,7 +107,8 @@ class StreamFlowUpdateBlock(nn.Module):
             inp: ``(B*S, 128, h, w)`` context features.
             corr: ``(B*S, 324, h, w)`` correlation lookups at the current estimates.
             flow: ``(B*S, 2, h, w)`` current 1/8-resolution flows.
-            attention: ``(B*S, heads, h*w, h*w)`` GMA attention of the context features.
+            attention: ``(B*S, heads, h*w, h*w)`` GMA attention of the context features (or its
+                :class:`~motionflow.models.blocks.gma.FactoredAttention` for large frames).
 
         Returns:
             ``net`` ``(B*S, 128, h, w)``, ``mask`` ``(B, S, 576, h, w)`` (already x 0.25),

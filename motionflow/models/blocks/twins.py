@@ -21,6 +21,12 @@ the library VideoFlow was trained with, and the arithmetic follows it too: atten
 and sub-sampling LayerNorms with eps 1e-5, LSA zero-padding at the bottom/right without masking, GSA
 sub-sampling with floor division.
 
+Memory (large frames): each attention module and block has a ``max_bytes`` budget
+(:mod:`~motionflow.models.blocks.memory`). Above it GSA uses the fused
+``scaled_dot_product_attention`` instead of the explicit score matrix (float rounding apart, the same
+function; deviation from timm 0.4.12's arithmetic, which is kept below the budget), and LSA and the
+MLP run on chunks of windows / tokens (same arithmetic).
+
 For StreamFlow's stacked encoding (frames embedded separately but transformed as one tall image)
 use the pieces: :meth:`TwinsSVT.embed` per frame, then :meth:`TwinsSVT.transform` on the stacked
 tokens.
@@ -33,6 +39,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .memory import DEFAULT_MAX_BYTES, rows_per_chunk, rowwise_in_chunks, softmax_attention
 
 __all__ = [
     "PatchEmbed",
@@ -59,19 +67,6 @@ TWINS_SVT_LARGE = dict(
 )
 
 
-def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
-    """Dot-product attention as timm 0.4.12 computes it: ``softmax((q @ k^T) * scale) @ v``.
-
-    Args:
-        q: ``(..., Nq, d)``; k, v: ``(..., Nk, d)``.
-
-    Returns:
-        ``(..., Nq, d)``.
-    """
-    attn = (q @ k.transpose(-2, -1)) * scale
-    return attn.softmax(dim=-1) @ v
-
-
 class PatchEmbed(nn.Module):
     """Patch embedding: ``Conv2d(k = s = patch)`` then LayerNorm (eps 1e-5) over channels.
 
@@ -96,6 +91,10 @@ class LocallyGroupedAttn(nn.Module):
     The token map is zero-padded at the bottom/right to a multiple of ``ws``; the padded tokens take
     part in the attention (no mask), as in the official Twins / timm code, and are cropped afterwards.
     ``forward(x (B, h*w, C), (h, w)) -> (B, h*w, C)``.
+
+    Memory: windows never interact, so rows of windows are processed in chunks whose ``qkv``, scores
+    and output stay within ``max_bytes`` (``None``: all windows at once, the official layout); the
+    result is the same.
     """
 
     def __init__(self, dim: int, num_heads: int, ws: int):
@@ -107,25 +106,38 @@ class LocallyGroupedAttn(nn.Module):
         self.scale = (dim // num_heads) ** -0.5
         self.qkv = nn.Linear(dim, dim * 3, bias=True)
         self.proj = nn.Linear(dim, dim)
+        self.max_bytes: int | None = DEFAULT_MAX_BYTES
+
+    def _window_rows(self, x: torch.Tensor, rows: int) -> torch.Tensor:
+        """Attention and projection of ``rows`` rows of windows: ``x`` ``(B, h', W, C)`` with
+        ``h' <= rows * ws`` -> ``(B, rows * ws, gw * ws, C)`` (zero-padded at the bottom/right first)."""
+        B, h, W, C = x.shape
+        ws, heads = self.ws, self.num_heads
+        gw = -(-W // ws)
+        x = F.pad(x, (0, 0, 0, gw * ws - W, 0, rows * ws - h))
+        x = x.reshape(B, rows, ws, gw, ws, C).transpose(2, 3)  # (B, rows, gw, ws, ws, C)
+        qkv = self.qkv(x).reshape(B, rows * gw, ws * ws, 3, heads, C // heads).permute(3, 0, 1, 4, 2, 5)
+        out = softmax_attention(qkv[0], qkv[1], qkv[2], self.scale)  # (B, groups, heads, ws*ws, d)
+        out = out.transpose(2, 3).reshape(B, rows, gw, ws, ws, C)
+        return self.proj(out.transpose(2, 3).reshape(B, rows * ws, gw * ws, C))
 
     def forward(self, x: torch.Tensor, size: Size) -> torch.Tensor:
         B, N, C = x.shape
         H, W = size
-        ws, heads = self.ws, self.num_heads
+        ws = self.ws
+        gh, gw = -(-H // ws), -(-W // ws)
         x = x.view(B, H, W, C)
-        pad_r = (ws - W % ws) % ws
-        pad_b = (ws - H % ws) % ws
-        x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
-        Hp, Wp = H + pad_b, W + pad_r
-        gh, gw = Hp // ws, Wp // ws
-        x = x.reshape(B, gh, ws, gw, ws, C).transpose(2, 3)  # (B, gh, gw, ws, ws, C)
-        qkv = self.qkv(x).reshape(B, gh * gw, ws * ws, 3, heads, C // heads).permute(3, 0, 1, 4, 2, 5)
-        out = _attention(qkv[0], qkv[1], qkv[2], self.scale)  # (B, groups, heads, ws*ws, d)
-        out = out.transpose(2, 3).reshape(B, gh, gw, ws, ws, C)
-        out = out.transpose(2, 3).reshape(B, Hp, Wp, C)
-        if pad_r or pad_b:
-            out = out[:, :H, :W, :].contiguous()
-        return self.proj(out.reshape(B, N, C))
+        # per row of windows: qkv (3C) and output (C) per token, scores and softmax (2 heads ws^2)
+        row_bytes = B * gw * ws * ws * (4 * C + 2 * self.num_heads * ws * ws) * x.element_size()
+        rows = rows_per_chunk(gh, row_bytes, self.max_bytes)
+        if rows >= gh:
+            return self._window_rows(x, gh)[:, :H, :W].reshape(B, N, C)
+        out = x.new_empty(B, H, W, C)
+        for r0 in range(0, gh, rows):
+            r1 = min(gh, r0 + rows)
+            y0, y1 = r0 * ws, min(H, r1 * ws)
+            out[:, y0:y1] = self._window_rows(x[:, y0:y1], r1 - r0)[:, : y1 - y0, :W]
+        return out.reshape(B, N, C)
 
 
 class GlobalSubSampleAttn(nn.Module):
@@ -133,6 +145,10 @@ class GlobalSubSampleAttn(nn.Module):
 
     Keys/values come from ``LayerNorm(sr_conv(x))`` (eps 1e-5; floor division of the size).
     ``forward(x (B, h*w, C), (h, w)) -> (B, h*w, C)``.
+
+    Memory: a score matrix above ``max_bytes`` (1080p, first stage: 4.3 GB per frame) is never built;
+    the fused ``scaled_dot_product_attention`` computes the same softmax attention
+    (:func:`~motionflow.models.blocks.memory.softmax_attention`; ``None``: always the explicit matrix).
     """
 
     def __init__(self, dim: int, num_heads: int, sr_ratio: int):
@@ -145,6 +161,7 @@ class GlobalSubSampleAttn(nn.Module):
         self.kv = nn.Linear(dim, dim * 2, bias=True)
         self.proj = nn.Linear(dim, dim)
         self.sr_ratio = sr_ratio
+        self.max_bytes: int | None = DEFAULT_MAX_BYTES
         if sr_ratio > 1:
             self.sr = nn.Conv2d(dim, dim, kernel_size=sr_ratio, stride=sr_ratio)
             self.norm = nn.LayerNorm(dim)
@@ -161,7 +178,7 @@ class GlobalSubSampleAttn(nn.Module):
             x = self.sr(x).reshape(B, C, -1).permute(0, 2, 1)
             x = self.norm(x)
         kv = self.kv(x).reshape(B, -1, 2, heads, C // heads).permute(2, 0, 3, 1, 4)
-        out = _attention(q, kv[0], kv[1], self.scale)  # (B, heads, N, d)
+        out = softmax_attention(q, kv[0], kv[1], self.scale, self.max_bytes)  # (B, heads, N, d)
         return self.proj(out.transpose(1, 2).reshape(B, N, C))
 
 
@@ -183,6 +200,10 @@ class TwinsBlock(nn.Module):
 
     ``ws > 1`` gives an LSA block, ``ws == 1`` a GSA block with sub-sampling ``sr_ratio``.
     ``forward(x (B, h*w, C), (h, w)) -> (B, h*w, C)``.
+
+    Memory: the MLP branch ``x + mlp(norm2(x))`` is token-wise; above ``max_bytes`` of intermediates
+    (its 4x-wide hidden layer: 1 GB for StreamFlow's stacked frames at 1080p) it runs on chunks of
+    tokens (:func:`~motionflow.models.blocks.memory.rowwise_in_chunks`, same result).
     """
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float, sr_ratio: int, ws: int):
@@ -194,10 +215,16 @@ class TwinsBlock(nn.Module):
             self.attn = LocallyGroupedAttn(dim, num_heads, ws)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.max_bytes: int | None = DEFAULT_MAX_BYTES
+
+    def _mlp_residual(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.mlp(self.norm2(x))
 
     def forward(self, x: torch.Tensor, size: Size) -> torch.Tensor:
         x = x + self.attn(self.norm1(x), size)
-        return x + self.mlp(self.norm2(x))
+        # per token: norm2, fc1 and GELU (2 x hidden), fc2, sum
+        per_token = x.shape[0] * (3 * x.shape[-1] + 2 * self.mlp.fc1.out_features) * x.element_size()
+        return rowwise_in_chunks(self._mlp_residual, x, per_token, self.max_bytes)
 
 
 class PosConv(nn.Module):
