@@ -38,6 +38,7 @@ SCENE_FLOW_METHODS: dict[str, str] = {
     "nsfp": "motionflow.sceneflow.nsfp:NSFP",
     "fnsf": "motionflow.sceneflow.fnsf:FastNSF",
     "scoop": "motionflow.sceneflow.scoop:SCOOPRefine",
+    "flot": "motionflow.sceneflow.flot:FLOT",
     "rigid": "motionflow.sceneflow.rigid:RigidFlow",
     "rigid+nsfp": "motionflow.sceneflow.rigid:RigidNSFP",
 }
@@ -61,6 +62,13 @@ def get_optical_flow_method(name: str, **options: Any):
 def get_scene_flow_method(name: str, **options: Any):
     """Build the scene-flow method registered as ``name`` with keyword ``options``."""
     return _resolve(SCENE_FLOW_METHODS, "scene-flow", name)(**options)
+
+
+def scene_flow_preprocessing():
+    """The scene-flow preprocessing module (:mod:`motionflow.sceneflow.preprocess`: crop, ground removal,
+    subsampling, scatter of the flow back onto every point), imported on first use: evaluation protocols
+    prepare a method's clouds with it without importing the scene-flow half."""
+    return importlib.import_module("motionflow.sceneflow.preprocess")
 
 
 def list_methods() -> dict[str, list[str]]:

@@ -14,7 +14,8 @@ module                      what it holds
 ``chamfer``                 chamfer_distance (NSFP truncation)
 ``distance``                DistanceTransform (exact EDT + trilinear query)
 ``smoothness``              knn_smoothness (SCOOP)
-``transport``               sinkhorn (log-domain optimal transport, balanced / unbalanced)
+``transport``               sinkhorn (log-domain optimal transport, balanced / unbalanced),
+                            sinkhorn_scaling (SCOOP / FLOT's multiplicative form)
 ``geometry``                SE(3) helpers, ego_flow, camera projection
 ==========================  ===================================================================
 """
@@ -42,6 +43,7 @@ _WHERE = {
     "DistanceTransform": "distance",
     "knn_smoothness": "smoothness",
     "sinkhorn": "transport",
+    "sinkhorn_scaling": "transport",
     "apply_transform": "geometry",
     "invert_transform": "geometry",
     "compose_transforms": "geometry",

@@ -138,12 +138,16 @@ def optimize(
     stop: StopCriteria,
     progress: bool = False,
     desc: str = "optimize",
+    keep: str = "best",
 ) -> OptimizationLog:
     """Minimise ``loss_fn()`` over ``params`` and leave the **best-loss iterate** in ``params``.
 
     Per iteration (NSFP order): ``loss = loss_fn()``; remember ``params`` if ``loss <= best``; check
     early stopping (deferred to every ``stop.check_every`` iterations); ``backward``; ``step``.
+    ``keep="last"`` leaves the last iterate instead (SCOOP's refinement; ``best_loss`` is still reported).
     """
+    if keep not in ("best", "last"):
+        raise ShapeError(f"optimize keep: expected 'best' or 'last', found {keep!r}")
     log = OptimizationLog()
     if stop.max_iters == 0:
         return log
@@ -191,7 +195,8 @@ def optimize(
         log.iterations = it + 1
     if bar is not None:
         bar.close()
-    best.restore()
+    if keep == "best":
+        best.restore()
     log.best_loss = float(best.loss)
     log.best_iteration = int(best.iteration)
     return log

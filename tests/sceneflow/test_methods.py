@@ -151,7 +151,7 @@ def test_scoop_refines_a_translation():
     assert _epe(res.flow, np.broadcast_to(t, pc1.shape)) < 0.05
     assert res.iterations == 300 and not res.converged
     with pytest.raises(UnknownNameError, match="features"):
-        get_scene_flow_method("scoop", features="learned")
+        get_scene_flow_method("scoop", features="sift")
 
 
 def test_estimate_scene_flow_preprocessing_alignment():
