@@ -23,6 +23,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import ShapeError
+from ..geometry import apply_transform, compose_transforms, invert_transform
 from ..types import FlowSample, SceneFlowSample
 
 # --------------------------------------------------------------------------------------------------
@@ -245,14 +246,13 @@ def _sweep(rng, ego_pose, boxes, ground_z, sensor_height, beams, azimuths, max_r
     az = np.linspace(-np.pi, np.pi, azimuths, endpoint=False) + rng.uniform(0, 2 * np.pi / azimuths)
     el, a = np.meshgrid(elev, az, indexing="ij")
     dirs_ego = np.stack([np.cos(el) * np.cos(a), np.cos(el) * np.sin(a), np.sin(el)], -1).reshape(-1, 3)
-    origin_world = ego_pose[:3, :3] @ np.array([0, 0, sensor_height]) + ego_pose[:3, 3]
+    origin_world = apply_transform(np.array([[0.0, 0.0, sensor_height]]), ego_pose)[0]
     dirs_world = dirs_ego @ ego_pose[:3, :3].T
     dist, label = _cast_rays(origin_world, dirs_world, ground_z, boxes, max_range)
     keep = label > -2
     dist = dist[keep] + noise * rng.standard_normal(keep.sum())
     points_world = origin_world + dirs_world[keep] * dist[:, None]
-    inv = np.linalg.inv(ego_pose)
-    points_ego = points_world @ inv[:3, :3].T + inv[:3, 3]
+    points_ego = apply_transform(points_world, invert_transform(ego_pose))
     return points_world, points_ego, label[keep]
 
 
@@ -330,9 +330,9 @@ def synthetic_lidar_pair(
     moved = world1.copy()
     for b, bx in enumerate(boxes):
         sel = lab1 == b
-        moved[sel] = world1[sel] @ bx["motion"][:3, :3].T + bx["motion"][:3, 3]
-    ego_motion = np.linalg.inv(ego2) @ ego1  # ego1 coords -> ego2 coords
-    moved_in_2 = moved @ ego_motion[:3, :3].T + ego_motion[:3, 3]
+        moved[sel] = apply_transform(world1[sel], bx["motion"])
+    ego_motion = compose_transforms(invert_transform(ego2), ego1)  # ego1 coords -> ego2 coords
+    moved_in_2 = apply_transform(moved, ego_motion)
     flow = moved_in_2 - pc1
 
     meta_boxes = [
@@ -403,9 +403,8 @@ def synthetic_lidar_sequence(
         moved = worlds[t].copy()
         for b, bx in enumerate(boxes):
             sel = labels[t] == b
-            moved[sel] = worlds[t][sel] @ bx["motion"][:3, :3].T + bx["motion"][:3, 3]
-        inv = np.linalg.inv(poses[t + 1])
-        flows.append((moved @ inv[:3, :3].T + inv[:3, 3] - clouds[t]).astype(np.float32))
+            moved[sel] = apply_transform(worlds[t][sel], bx["motion"])
+        flows.append((apply_transform(moved, invert_transform(poses[t + 1])) - clouds[t]).astype(np.float32))
     return {
         "clouds": clouds,
         "flows": flows,

@@ -5,7 +5,9 @@ points as ``p' = R p + t``. Camera intrinsics ``K`` are ``(3, 3)`` ``[[fx, 0, cx
 camera coordinates are x right, y down, z forward (depth); pixel ``(u, v)`` = (column, row).
 
 Every function returns a torch tensor; numpy inputs become float64 tensors when they are float64 and
-float32 otherwise.
+float32 otherwise. The SE(3) functions are the tensor face of :mod:`motionflow.geometry` (the numpy home
+of rigid transforms): all-numpy arguments are computed there (float64, rounded once) and wrapped; tensor
+arguments take the same formula in torch, so gradients flow and the device is kept.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .. import geometry as core
 from ..errors import ShapeError
 
 
@@ -38,8 +41,18 @@ def _check_points(p: torch.Tensor, name: str) -> None:
         raise ShapeError(f"{name}: expected (..., N, 3) points, found {tuple(p.shape)}")
 
 
+def _numpy_args(*args) -> bool:
+    return not any(isinstance(a, torch.Tensor) for a in args)
+
+
+def _wrap(arr: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(arr if arr.dtype == np.float64 else arr.astype(np.float32)))
+
+
 def apply_transform(points, T) -> torch.Tensor:
     """``R p + t`` for ``points (..., N, 3)`` and ``T (..., 4, 4)``."""
+    if _numpy_args(points, T):
+        return _wrap(core.apply_transform(points, T))
     p = _t(points, "points")
     _check_points(p, "points")
     T = _t(T, "T", like=p)
@@ -49,6 +62,8 @@ def apply_transform(points, T) -> torch.Tensor:
 
 def invert_transform(T) -> torch.Tensor:
     """Inverse of a rigid transform: ``[R^T, -R^T t]`` (exact for rotations, no general inverse)."""
+    if _numpy_args(T):
+        return _wrap(core.invert_transform(T))
     T = _t(T, "T")
     _check_se3(T, "T")
     R = T[..., :3, :3]
@@ -64,6 +79,8 @@ def compose_transforms(*Ts) -> torch.Tensor:
     """``T1 @ T2 @ ... @ Tn``: applying the result equals applying ``Tn`` first and ``T1`` last."""
     if not Ts:
         raise ShapeError("compose_transforms: expected at least one transform, found none")
+    if _numpy_args(*Ts):
+        return _wrap(core.compose_transforms(*Ts))
     out = _t(Ts[0], "T1")
     _check_se3(out, "T1")
     for i, T in enumerate(Ts[1:], start=2):
@@ -75,6 +92,8 @@ def compose_transforms(*Ts) -> torch.Tensor:
 
 def ego_flow(points, T) -> torch.Tensor:
     """Flow of static points under the ego motion ``T`` (pc1 frame -> pc2 frame): ``T p - p``."""
+    if _numpy_args(points, T):
+        return _wrap(core.ego_flow(points, T))
     p = _t(points, "points")
     return apply_transform(p, T) - p
 

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from ..errors import ShapeError
+from ..ops.geometry import apply_transform
 from ..ops.neighbors import as_points, knn_indices
 from ..types import SceneFlowResult
 
@@ -147,8 +148,7 @@ class SceneFlowMethod:
             extras["ego_motion"] = T
         query = p1
         if T is not None:
-            Tt = torch.as_tensor(T, dtype=torch.float32, device=self.device)
-            query = p1 @ Tt[:3, :3].T + Tt[:3, 3]
+            query = apply_transform(p1, torch.as_tensor(T, dtype=torch.float32, device=self.device))
         gen = torch.Generator().manual_seed(self.seed)
         i1 = random_subset(query.shape[0], self.max_points, gen)
         i2 = random_subset(p2.shape[0], self.max_points, gen)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from ..ops.geometry import ego_flow
 from ..ops.neighbors import knn_indices
 from .base import EstimateOutput, SceneFlowMethod
 from .ego import rigid_icp
@@ -58,7 +59,6 @@ class ICPFlow(SceneFlowMethod):
     def _estimate(self, pc1, pc2, query):
         res = rigid_icp(pc1.cpu().numpy(), pc2.cpu().numpy(), levels=self.levels, robust=self.robust,
                         point_to_plane=self.point_to_plane)
-        T = torch.as_tensor(res.transform, dtype=query.dtype, device=query.device)
-        moved = query @ T[:3, :3].T + T[:3, 3]
-        return EstimateOutput(flow=moved - query, extras={"transform": res.transform, "fitness": res.fitness,
+        flow = ego_flow(query, torch.as_tensor(res.transform, dtype=query.dtype, device=query.device))
+        return EstimateOutput(flow=flow, extras={"transform": res.transform, "fitness": res.fitness,
                                                           "inlier_rmse": res.inlier_rmse})

@@ -192,9 +192,9 @@ class Preprocessed:
                 elif fill == "rigid":
                     if transform is None:
                         raise ShapeError("scatter fill='rigid': pass transform= (4, 4)")
-                    T = np.asarray(transform, dtype=np.float64)
-                    q = p[target].astype(np.float64)
-                    out[target] = (q @ T[:3, :3].T + T[:3, 3] - q).astype(np.float32)
+                    from ..geometry import ego_flow
+
+                    out[target] = ego_flow(p[target].astype(np.float64), transform).astype(np.float32)
         return out
 
 

@@ -68,6 +68,7 @@ import torch
 from torch import nn
 
 from ..errors import ShapeError, UnknownNameError, require_open3d
+from ..geometry import apply_transform, ego_flow, invert_transform
 from .base import EstimateOutput, SceneFlowMethod
 from .clustering import cluster_points
 
@@ -98,10 +99,6 @@ def _tree(points: np.ndarray):
     return cKDTree(points)
 
 
-def _apply(T: np.ndarray, p: np.ndarray) -> np.ndarray:
-    return p @ T[:3, :3].T + T[:3, 3]
-
-
 def planar_projection(src: np.ndarray, T: np.ndarray) -> np.ndarray:
     """The planar motion (yaw about z, x/y translation, no z motion) closest to ``T`` on ``src``.
 
@@ -109,7 +106,7 @@ def planar_projection(src: np.ndarray, T: np.ndarray) -> np.ndarray:
     vertically between sweeps, and the free z of a 3-D fit absorbs the ground-removal cut.
     """
     a = src[:, :2]
-    b = _apply(T, src)[:, :2]
+    b = apply_transform(src, T)[:, :2]
     ca, cb = a.mean(0), b.mean(0)
     h = (a - ca).T @ (b - cb)
     u, _, vt = np.linalg.svd(h)
@@ -205,7 +202,7 @@ def register_cluster(src: np.ndarray, dst: np.ndarray, init: np.ndarray,
         if res.fitness > 0:
             T = np.asarray(res.transformation).copy()
     tree = _tree(dst)
-    if _mean_nn_error(_apply(T, src), dst, tree) >= _mean_nn_error(_apply(init, src), dst, tree):
+    if _mean_nn_error(apply_transform(src, T), dst, tree) >= _mean_nn_error(apply_transform(src, init), dst, tree):
         return np.asarray(init, dtype=np.float64).copy()
     return T
 
@@ -372,11 +369,11 @@ class RigidFlow(SceneFlowMethod):
             b = b[rng.choice(len(b), self.icp_points, replace=False)]
         T = register_cluster(a, b, init, self.icp_distances, self.icp_iterations, self.icp)
         if swap:
-            T = np.linalg.inv(T)
+            T = invert_transform(T)
         if self.planar:
             T = planar_projection(src, T)
         dst_tree = _tree(dst)
-        moved = _apply(T, src)
+        moved = apply_transform(src, T)
         e_s = dst_tree.query(moved, k=1)[0]
         e_d = _tree(moved).query(dst, k=1)[0]
         if self.static_margin is not None and not np.allclose(T, np.eye(4)):
@@ -468,7 +465,7 @@ class RigidFlow(SceneFlowMethod):
         matched = np.zeros(len(query), dtype=bool)
         for m in matches:
             sel = qlabels == m.src_label
-            flow[sel] = _apply(m.transform, query[sel]) - query[sel]
+            flow[sel] = ego_flow(query[sel], m.transform)
             matched |= sel
         return dict(flow=flow, matches=matches, labels=qlabels, matched=matched, ground=qlabels == -2, ground2=g2,
                     labels2=labels2)

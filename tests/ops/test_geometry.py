@@ -31,6 +31,14 @@ def test_transform_round_trips():
     np.testing.assert_allclose(ego_flow(np.array([[1.0, 0, 0]]), _rot_z(math.pi / 2)).numpy(), [[-1, 1, 0]], atol=1e-12)
     batched = apply_transform(np.stack([p, p]), np.stack([A, B]))
     np.testing.assert_allclose(batched[1].numpy(), apply_transform(p, B).numpy())
+    # tensors take the torch path (differentiable) and agree with the numpy core
+    pt = torch.tensor(p, requires_grad=True)
+    qt = apply_transform(pt, torch.tensor(A))
+    np.testing.assert_allclose(qt.detach().numpy(), q.numpy(), atol=1e-12)
+    qt.sum().backward()
+    np.testing.assert_allclose(pt.grad.numpy(), np.tile(A[:3, :3].sum(0), (50, 1)), atol=1e-12)  # d(sum Rp)/dp
+    np.testing.assert_allclose(invert_transform(torch.tensor(A)).numpy(), invert_transform(A).numpy(), atol=1e-15)
+    assert apply_transform(p.astype(np.float32), A).dtype == torch.float32
 
 
 def test_projection_and_backprojection():
@@ -59,8 +67,10 @@ def test_disparity_depth():
 
 
 def test_geometry_errors():
+    with pytest.raises(ShapeError, match=r"T: expected a \(4, 4\) rigid transform, found shape \(3, 3\)"):
+        apply_transform(np.zeros((2, 3)), np.eye(3))  # numpy: checked by motionflow.geometry
     with pytest.raises(ShapeError, match=r"T: expected a \(\.\.\., 4, 4\) transform, found \(3, 3\)"):
-        apply_transform(np.zeros((2, 3)), np.eye(3))
+        apply_transform(torch.zeros((2, 3)), np.eye(3))
     with pytest.raises(ShapeError, match="points: expected"):
         apply_transform(np.zeros((2, 2)), np.eye(4))
     with pytest.raises(ShapeError, match="K: expected"):

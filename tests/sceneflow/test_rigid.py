@@ -7,19 +7,15 @@ import pytest
 
 from motionflow.datasets.synthetic import synthetic_lidar_pair
 from motionflow.errors import ShapeError, UnknownNameError
+from motionflow.geometry import apply_transform, ego_flow
 from motionflow.registry import get_scene_flow_method
 from motionflow.sceneflow.rigid import RigidFlow, RigidNSFP, histogram_translation, planar_projection
 
 SCAN = dict(beams=64, azimuths=1024, max_range=30.0)
 
 
-def _apply(T, p):
-    return p @ T[:3, :3].T + T[:3, 3]
-
-
 def _ego_flow(sample):
-    p = sample.pc1.astype(np.float64)
-    return _apply(sample.ego_motion, p) - p
+    return ego_flow(sample.pc1.astype(np.float64), sample.ego_motion)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +40,7 @@ def test_recovers_every_box_motion_and_the_flow(scene):
         dR = T[:3, :3] @ true[:3, :3].T
         rot_err = np.degrees(np.arccos(np.clip((np.trace(dR) - 1) / 2, -1, 1)))
         centre = sample.pc1[pts].astype(np.float64).mean(0, keepdims=True)
-        trans_err = np.linalg.norm(_apply(T, centre) - _apply(true, centre))
+        trans_err = np.linalg.norm(apply_transform(centre, T) - apply_transform(centre, true))
         assert rot_err < 1.0, (i, rot_err)
         assert trans_err < 0.05, (i, trans_err)
     epe = np.linalg.norm(result.flow - sample.flow, axis=1)
