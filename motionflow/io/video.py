@@ -1,4 +1,4 @@
-"""Frame sources (a video file, a folder of frames, a list of image files) and an mp4 writer.
+"""Frame sources (a video file, a folder of frames, a list of image files) and an mp4 writer (H.264).
 
 Frames are streamed one at a time as ``(H, W, 3)`` uint8 RGB: a video is never held in memory.
 
@@ -10,12 +10,13 @@ the file) by default; with ``errors="yield"`` it yields ``(index, None)`` instea
 next frame, which is what the inference engine uses to report bad frames and keep the flows of the
 good ones. A frame whose size differs from the first frame counts as unreadable too.
 
-OpenCV (``opencv-python-headless``) is imported lazily.
+OpenCV (``opencv-python-headless``) and PyAV (``av``, the writer's H.264 encoder) are imported lazily.
 """
 
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 from typing import Iterator, Optional, Sequence, Union
 
@@ -30,6 +31,7 @@ __all__ = [
     "FrameSource",
     "iter_frames",
     "VideoWriter",
+    "VIDEO_BACKENDS",
 ]
 
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".ppm", ".bmp")
@@ -212,35 +214,128 @@ def iter_frames(
     return FrameSource(source).iter(start=start, errors=errors)
 
 
+# --------------------------------------------------------------------------------------- writing
+VIDEO_BACKENDS = ("auto", "pyav", "opencv")
+
+
+def _pyav_reason() -> Optional[str]:
+    """None when PyAV with the libx264 encoder is importable, else why not (one phrase)."""
+    try:
+        import av
+    except ImportError:
+        return "PyAV is not installed"
+    if "libx264" not in av.codecs_available:
+        return f"PyAV {av.__version__} has no libx264 encoder"
+    return None
+
+
+class _PyAVEncoder:
+    """H.264 (libx264), pixel format yuv420p, in an mp4 with the index up front (``+faststart``)."""
+
+    codec = "h264"
+
+    def __init__(self, path: Path, fps: float, width: int, height: int, crf: int):
+        from fractions import Fraction
+
+        import av
+
+        self._container = av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"})
+        self._stream = self._container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        self._stream.width, self._stream.height = width, height
+        self._stream.pix_fmt = "yuv420p"
+        self._stream.options = {"crf": str(int(crf)), "preset": "medium"}
+        self._av = av
+
+    def write(self, rgb: np.ndarray) -> None:
+        frame = self._av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+
+    def close(self) -> None:
+        for packet in self._stream.encode():  # flush the encoder's delayed frames
+            self._container.mux(packet)
+        self._container.close()
+
+
+class _OpenCVEncoder:
+    """OpenCV's ``cv2.VideoWriter`` with a FourCC (``mp4v``: MPEG-4 part 2, which browsers do not play)."""
+
+    def __init__(self, path: Path, fps: float, width: int, height: int, fourcc: str):
+        cv2 = require_cv2()
+        self.codec = fourcc
+        self._writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
+        if not self._writer.isOpened():
+            raise FormatError(f"{path}: OpenCV could not open a {fourcc} video writer")
+
+    def write(self, rgb: np.ndarray) -> None:
+        self._writer.write(np.ascontiguousarray(rgb[:, :, ::-1]))
+
+    def close(self) -> None:
+        self._writer.release()
+
+
 class VideoWriter:
-    """Write RGB ``(H, W, 3)`` uint8 frames to a video file (``mp4v`` fourcc), as a context manager.
+    """Write RGB ``(H, W, 3)`` uint8 frames to an mp4 that plays everywhere, as a context manager.
+
+    The default backend is PyAV (the ``video`` extra: ``pip install 'motionflow[video]'``; its wheels bundle
+    libx264): H.264, pixel format yuv420p, constant quality ``crf``, the ``moov`` index at the start of
+    the file, which is what browsers, players and slide decks accept. yuv420p stores colour at half
+    resolution, so an odd width or height is padded by one row / column that repeats the last one.
+    Without PyAV (or with ``backend="opencv"``) OpenCV writes ``fourcc`` (``mp4v``, MPEG-4 part 2: plays in
+    VLC / ffmpeg but not in browsers); ``backend="auto"`` then prints a one-line notice on stderr.
 
     Args:
         path: output file (``.mp4``); parent folders are created.
         fps: frames per second.
-        size: ``(width, height)``; taken from the first frame when None.
+        size: ``(width, height)`` every frame must have; taken from the first frame when None.
+        fourcc: the OpenCV backend's codec.
+        backend: ``"auto"`` (PyAV when it has libx264, else OpenCV), ``"pyav"`` or ``"opencv"``.
+        crf: H.264 constant rate factor (0 lossless ... 51; 18 is visually lossless).
+
+    Attributes:
+        codec: ``"h264"`` or the FourCC actually written (set when the first frame opens the file).
+        frames_written: frames appended so far.
 
     Every frame must have the writer's size. ``write`` after ``close`` raises.
     """
 
-    def __init__(self, path, fps: float = 10.0, size: Optional[tuple[int, int]] = None, fourcc: str = "mp4v"):
+    def __init__(self, path, fps: float = 10.0, size: Optional[tuple[int, int]] = None, fourcc: str = "mp4v",
+                 backend: str = "auto", crf: int = 18):
         if not fps or fps <= 0:
             raise ShapeError(f"fps: expected a positive frame rate, found {fps}")
+        if backend not in VIDEO_BACKENDS:
+            raise ShapeError(f"backend: expected one of {', '.join(VIDEO_BACKENDS)}, found {backend!r}")
+        if not 0 <= int(crf) <= 51:
+            raise ShapeError(f"crf: expected an H.264 quality in [0, 51], found {crf}")
         self.path = Path(path)
         self.fps = float(fps)
         self.size = tuple(size) if size is not None else None
         self.fourcc = fourcc
+        self.backend = backend
+        self.crf = int(crf)
+        self.codec: Optional[str] = None
         self.frames_written = 0
-        self._writer = None
+        self._encoder = None
         self._closed = False
 
     def _open(self, width: int, height: int) -> None:
-        cv2 = require_cv2()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, (width, height))
-        if not writer.isOpened():
-            raise FormatError(f"{self.path}: OpenCV could not open a {self.fourcc} video writer")
-        self._writer = writer
+        reason = None if self.backend == "opencv" else _pyav_reason()
+        if self.backend == "pyav" and reason is not None:
+            from ..errors import MissingDependencyError
+
+            raise MissingDependencyError(
+                f"VideoWriter {self.path}: backend 'pyav' needs PyAV with libx264 ({reason}); "
+                "install it with: pip install 'motionflow[video]'"
+            )
+        if self.backend == "opencv" or reason is not None:
+            if self.backend == "auto":
+                print(f"motionflow: notice: {reason}, so {self.path} is written as {self.fourcc} with OpenCV "
+                      "(browsers do not play it); pip install 'motionflow[video]' for H.264", file=sys.stderr)
+            self._encoder = _OpenCVEncoder(self.path, self.fps, width, height, self.fourcc)
+        else:
+            self._encoder = _PyAVEncoder(self.path, self.fps, width + width % 2, height + height % 2, self.crf)
+        self.codec = self._encoder.codec
         self.size = (width, height)
 
     def write(self, frame) -> None:
@@ -253,19 +348,21 @@ class VideoWriter:
                 f"VideoWriter {self.path}: expected an (H, W, 3) uint8 RGB frame, found {frame.shape} {frame.dtype}"
             )
         h, w = frame.shape[:2]
-        if self._writer is None:
+        if self._encoder is None:
             if self.size is not None and self.size != (w, h):
                 raise ShapeError(f"VideoWriter {self.path}: expected frame size {self.size} (W, H), found {(w, h)}")
             self._open(w, h)
         elif self.size != (w, h):
             raise ShapeError(f"VideoWriter {self.path}: expected frame size {self.size} (W, H), found {(w, h)}")
-        self._writer.write(np.ascontiguousarray(frame[:, :, ::-1]))
+        if isinstance(self._encoder, _PyAVEncoder) and (h % 2 or w % 2):
+            frame = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+        self._encoder.write(np.ascontiguousarray(frame))
         self.frames_written += 1
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.release()
-            self._writer = None
+        if self._encoder is not None:
+            encoder, self._encoder = self._encoder, None
+            encoder.close()
         self._closed = True
 
     def __enter__(self) -> "VideoWriter":
