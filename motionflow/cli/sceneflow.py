@@ -50,7 +50,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--key1", default=None, help="array name in an .npz pc1 (default pc1/pos1/points)")
     p.add_argument("--key2", default=None, help="array name in an .npz pc2 (default pc2/pos2/points)")
-    p.add_argument("--viz", default=None, metavar="PNG", help="write a bird's-eye picture of the flow")
+    p.add_argument("--viz", default=None, metavar="PNG",
+                   help="write a picture of the flow: metres on the axes, points coloured by their motion relative "
+                        "to the static world (when the ego motion is known), cluster arrows (needs matplotlib)")
+    p.add_argument("--view", choices=["bev", "side"], default="bev", help="--viz: bird's-eye (default) or side view")
+    p.add_argument("--rerun", default=None, metavar="FILE.rrd",
+                   help="write a Rerun recording: both clouds, flow arrows, clusters (needs rerun-sdk)")
     p.add_argument("--progress", action="store_true", help="show a progress bar")
     return p
 
@@ -126,11 +131,27 @@ def run(args: argparse.Namespace) -> int:
                    removed=result.extras.get("preprocess"), out=str(args.out))
     if default_range is not None:
         summary["crop"] = list(default_range)
-    if args.viz:
-        from motionflow.io import write_image
-        from motionflow.viz.points import scene_flow_bev
-
-        write_image(args.viz, scene_flow_bev(pc1, np.where(valid[:, None], flow, np.nan), background=pc2))
-        summary["viz"] = str(args.viz)
+    if args.viz or args.rerun:
+        _visualise(args, pc1, pc2, np.where(valid[:, None], flow, np.nan), result, summary)
     print(json.dumps(summary))
     return 0
+
+
+def _visualise(args, pc1, pc2, flow, result, summary: dict) -> None:
+    """``--viz`` picture and ``--rerun`` recording of one estimate (motionflow.viz)."""
+    from motionflow.viz.points import result_overlays
+
+    overlays = result_overlays(result, len(pc1))
+    title = f"{args.method}: {args.pc1} -> {args.pc2}"
+    if args.viz:
+        from motionflow.io import write_image
+        from motionflow.viz import scene_flow_picture
+
+        write_image(args.viz, scene_flow_picture(pc1, flow, view=args.view, title=title, **overlays))
+        summary["viz"] = str(args.viz)
+    if args.rerun:
+        from motionflow.viz.rerun_log import log_scene_flow, recording
+
+        with recording(args.rerun) as rec:
+            log_scene_flow(rec, 0, pc1, pc2, flow, **overlays)
+        summary["rerun"] = str(args.rerun)

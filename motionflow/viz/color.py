@@ -94,3 +94,64 @@ def color_wheel_legend(size: int = 64) -> np.ndarray:
     out = flow_to_color(flow, max_flow=1.0)
     out[np.hypot(flow[..., 0], flow[..., 1]) > 1] = 255
     return out
+
+
+def flow_scale(flows, percentile: float = 99.0) -> float:
+    """One colour normalisation for a whole sequence: the largest per-flow ``percentile`` magnitude (px).
+
+    Args:
+        flows: iterable of flows (``(H, W, 2)`` / ``(2, H, W)``) or of ``(flow, valid)`` pairs; only
+            finite, valid vectors count. Streamed: one flow is held at a time.
+        percentile: per-flow percentile of the magnitude (99: a few outlier pixels do not wash out the
+            colours; 100: nothing in the sequence saturates).
+
+    Returns:
+        The normalisation in px (at least 1.0, so that a static video stays white).
+    """
+    if not 0 < percentile <= 100:
+        raise ShapeError(f"percentile: expected a value in (0, 100], found {percentile}")
+    scale = 1.0
+    for item in flows:
+        flow, valid = item if isinstance(item, tuple) else (item, None)
+        f = _as_hw2(flow)
+        mag = np.linalg.norm(f, axis=-1)
+        keep = np.isfinite(mag) if valid is None else np.isfinite(mag) & np.asarray(valid, dtype=bool)
+        if keep.any():
+            scale = max(scale, float(np.percentile(mag[keep], percentile)))
+    return scale
+
+
+def flow_picture(flow, max_flow: float | None = None, valid=None, legend: bool = True) -> np.ndarray:
+    """A flow colour image that says how to read it: the colour wheel inset top right and, under it,
+    the normalisation ``max N px`` (the magnitude drawn fully saturated).
+
+    Args:
+        flow: ``(H, W, 2)`` or ``(2, H, W)`` flow in px.
+        max_flow: normalisation in px; default: this flow's largest finite magnitude. Pass one value
+            (e.g. :func:`flow_scale`) for every picture of a video so that a colour means one motion.
+        valid: optional ``(H, W)`` bool; invalid pixels are drawn black.
+        legend: draw the wheel and the text (skipped when the picture is under 48 px on a side).
+
+    Returns:
+        ``(H, W, 3)`` uint8 RGB, the size of the flow.
+    """
+    from .annotate import draw_text, font_scale, text_size
+
+    f = _as_hw2(flow)
+    if valid is not None:
+        f = np.where(np.asarray(valid, dtype=bool)[..., None], f, np.nan)
+    if max_flow is None:
+        mag = np.linalg.norm(f, axis=-1)
+        max_flow = float(np.nanmax(mag)) if np.isfinite(mag).any() else 1.0
+    max_flow = max(float(max_flow), 1e-5)
+    out = np.ascontiguousarray(flow_to_color(f, max_flow=max_flow))
+    h, w = out.shape[:2]
+    if not legend or min(h, w) < 48:
+        return out
+    size = max(24, min(h, w) // 5)
+    out[4:4 + size, w - 4 - size:w - 4] = color_wheel_legend(size)
+    text = f"max {max_flow:.3g} px"
+    scale = font_scale(h)
+    tw, _ = text_size(text, scale)
+    draw_text(out, text, (max(2, w - 4 - max(tw, size) + (max(tw, size) - tw) // 2), 8 + size), scale)
+    return out
