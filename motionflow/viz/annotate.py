@@ -60,10 +60,11 @@ def colormap(name: str = "magma") -> np.ndarray:
     return np.ascontiguousarray(bgr[:, 0, ::-1])
 
 
-def apply_colormap(values: np.ndarray, vmax: float, name: str = "magma", vmin: float = 0.0) -> np.ndarray:
+def apply_colormap(values: np.ndarray, vmax: float, name: str = "magma", vmin: float = 0.0,
+                   invalid=BLACK) -> np.ndarray:
     """Colour ``values`` (any shape) linearly from ``vmin`` (darkest) to ``vmax`` (brightest, clipped).
 
-    Returns ``values.shape + (3,)`` uint8 RGB; non-finite values are black.
+    Returns ``values.shape + (3,)`` uint8 RGB; non-finite values get the colour ``invalid``.
     """
     if not vmax > vmin:
         raise ShapeError(f"apply_colormap: expected vmax > vmin, found vmin={vmin}, vmax={vmax}")
@@ -71,7 +72,7 @@ def apply_colormap(values: np.ndarray, vmax: float, name: str = "magma", vmin: f
     finite = np.isfinite(v)
     index = np.clip((np.where(finite, v, vmin) - vmin) / (vmax - vmin) * 255.0, 0, 255).round().astype(np.intp)
     out = colormap(name)[index]
-    out[~finite] = 0
+    out[~finite] = invalid
     return out
 
 

@@ -35,6 +35,9 @@ KITTI_ERROR_BINS = (
     (16.0, np.inf, (165, 0, 38)),
 )
 
+#: colour of pixels without ground truth in :func:`epe_picture`
+NO_GT = (200, 200, 200)
+
 
 def _epe(pred, gt, valid, name: str):
     """``(epe, |gt|, valid)`` for two flows; ``valid`` defaults to finite gt."""
@@ -116,7 +119,8 @@ def kitti_error_picture(pred, gt, valid=None, noc=None, dilate: bool = True) -> 
 
 
 def epe_picture(pred, gt, valid=None, max_epe: float | None = None, colormap: str = "magma") -> np.ndarray:
-    """End-point error map with a colour bar: ``||pred - gt||`` in px, black where there is no ground truth.
+    """End-point error map with a colour bar: ``||pred - gt||`` in px; pixels without ground truth are light
+    grey (:data:`NO_GT`), so that they are not mistaken for the dark end of the colour map (small errors).
 
     Args:
         pred, gt: ``(H, W, 2)`` or ``(2, H, W)`` flows.
@@ -133,7 +137,8 @@ def epe_picture(pred, gt, valid=None, max_epe: float | None = None, colormap: st
     epe, _, valid = _epe(pred, gt, valid, "epe_picture")
     if max_epe is None:
         max_epe = max(float(np.percentile(epe[valid], 99)) if valid.any() else 0.0, 0.1)
-    image = np.ascontiguousarray(apply_colormap(np.where(valid, epe, np.nan), vmax=float(max_epe), name=colormap))
+    image = np.ascontiguousarray(apply_colormap(np.where(valid, epe, np.nan), vmax=float(max_epe), name=colormap,
+                                                invalid=NO_GT))
     if valid.any():
         draw_text(image, f"EPE {epe[valid].mean():.3g} px", (4, 4), font_scale(image.shape[0]))
     return hstack(image, colour_bar(image.shape[0], float(max_epe), "EPE px", name=colormap))

@@ -50,7 +50,8 @@ def _as_mask(name: str, arr, n: int, dtype=bool) -> np.ndarray | None:
 
 def _extent(points: np.ndarray, focus: np.ndarray, extent) -> tuple[float, float, float, float]:
     """``(xmin, xmax, ymin, ymax)`` of the bird's-eye view: ``extent`` (half-width, or 4 values), or a
-    square around the sensor holding 98 % of ``points`` and every ``focus`` point, 10-80 m, in 5 m steps."""
+    square around the sensor holding 90 % of ``points`` and 90 % of the ``focus`` points (the movers)
+    with 3 m to spare, 10-50 m (the AV2 evaluation range), in 5 m steps."""
     if extent is not None:
         e = np.atleast_1d(np.asarray(extent, dtype=np.float64))
         if e.shape == (1,) and e[0] > 0:
@@ -59,11 +60,11 @@ def _extent(points: np.ndarray, focus: np.ndarray, extent) -> tuple[float, float
             return tuple(float(v) for v in e)
         raise ShapeError(f"extent: expected a positive half-width or (xmin, xmax, ymin, ymax), found {extent}")
     r = np.abs(points[:, :2][np.isfinite(points[:, :2]).all(1)])
-    half = float(np.percentile(r.max(1), 98)) if len(r) else 10.0
-    f = np.abs(focus[:, :2])
+    half = float(np.percentile(r.max(1), 90)) if len(r) else 10.0
+    f = np.abs(focus[:, :2][np.isfinite(focus[:, :2]).all(1)])
     if len(f):
-        half = max(half, float(f.max()) + 3.0)
-    half = float(np.clip(np.ceil(half / 5.0) * 5.0, 10.0, 80.0))
+        half = max(half, float(np.percentile(f.max(1), 90)) + 3.0)
+    half = float(np.clip(np.ceil(half / 5.0) * 5.0, 10.0, 50.0))
     return (-half, half, -half, half)
 
 
@@ -154,8 +155,8 @@ def scene_flow_picture(pc1, flow, *, gt=None, valid=None, ego_motion=None, groun
         labels: ``(N,)`` int cluster per point (-1 none, -2 ground), e.g. ``result.extras["labels1"]``:
             draws the moving clusters' mean motions as arrows on the estimate panel.
         view: ``"bev"`` (bird's-eye, x right, y up) or ``"side"`` (x right, z up).
-        extent: view half-width in metres, or ``(xmin, xmax, ymin, ymax)``; default: 98 % of the points
-            and every moving point, 10 to 80 m.
+        extent: view half-width in metres, or ``(xmin, xmax, ymin, ymax)``; default: 90 % of the points
+            and of the moving points, 10 to 50 m.
         max_speed: motion (m) at the top of the colour bar; default the 99th percentile of the moving
             points' motion over the panels (at least 0.5 m).
         min_speed: below this motion a point counts as static (grey).

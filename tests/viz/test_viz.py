@@ -161,7 +161,7 @@ def test_epe_picture_scale_and_colour_bar():
     valid[:, :5] = False
     pic = epe_picture(pred, gt, valid, max_epe=4.0)
     lut = colormap("magma")
-    assert pic[50, 2].tolist() == [0, 0, 0]  # no ground truth: black
+    assert pic[50, 2].tolist() == [200, 200, 200]  # no ground truth: light grey, not the map's dark end
     assert pic[50, 20].tolist() == lut[0].tolist()  # zero error: darkest
     assert pic[50, 60].tolist() == lut[128].tolist()  # 2 px of 4: the middle of the map
     assert pic.shape[1] > 80 + 20  # the colour bar
