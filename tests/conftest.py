@@ -1,7 +1,9 @@
 """Shared fixtures: where the shared samples and parity fixtures are.
 
 Tests that need ``../shared`` skip with a reason when it is absent, except when ``CI=true``, where its
-absence is a failure (a green CI must never hide skipped parity or sample tests).
+absence is a failure (a green CI must never hide skipped parity or sample tests). Under ``CI=true`` any
+other skip fails the run too unless its reason names one of :data:`CI_ALLOWED_SKIPS` (CI has no GPU):
+optional packages are installed there through the ``test`` extra, so a skip means something is missing.
 """
 
 from __future__ import annotations
@@ -48,3 +50,33 @@ def _deterministic_torch():
 
     torch.manual_seed(0)
     yield
+
+
+#: Under ``CI=true`` a skip fails the run unless its reason contains one of these words.
+CI_ALLOWED_SKIPS = ("CUDA",)
+
+
+def _refuse_skip_in_ci(report) -> None:
+    """Turn a skipped report into a failure under ``CI=true`` unless its reason is allowed."""
+    if not report.skipped or hasattr(report, "wasxfail") or os.environ.get("CI") != "true":
+        return
+    longrepr = report.longrepr
+    reason = str(longrepr[2]) if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+    if not any(word in reason for word in CI_ALLOWED_SKIPS):
+        report.outcome = "failed"
+        report.longrepr = (
+            f"CI=true: a skip fails the run unless its reason names {', '.join(CI_ALLOWED_SKIPS)} "
+            f"(install what the test needs in .ci/run or the test extra); skipped because: {reason}"
+        )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    _refuse_skip_in_ci(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield  # module-level skips (pytest.importorskip at import time)
+    _refuse_skip_in_ci(outcome.get_result())
