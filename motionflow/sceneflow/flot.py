@@ -23,6 +23,8 @@ Memory: the dense plan and its intermediates are ``N x M`` float32 matrices: abo
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -37,11 +39,22 @@ FLOT_WEIGHTS = ("valeoai/FLOT flot/pretrained_models/model_2048.tar and model_81
                 "a copy is in ../shared/data/flot_pretrained/)")
 
 
+@dataclass
+class FLOTOutput:
+    """:meth:`FLOTNet.flow`'s result: ``flow (B, N, 3)`` (refined), ``correspondences`` (``.flow`` is the
+    OT flow, ``.plan`` the transport plan), ``feat1 (B, N, 128)``, ``feat2 (B, M, 128)``, ``edges (B, N, 32)``."""
+
+    flow: torch.Tensor
+    correspondences: Correspondences
+    feat1: torch.Tensor
+    feat2: torch.Tensor
+    edges: torch.Tensor
+
+
 class FLOTNet(PointFeatureNet):
     """FLOT with the official state-dict names (58 keys).
 
-    ``flow(pc1 (B, N, 3), pc2 (B, M, 3)) -> (flow (B, N, 3), Correspondences)``; the points in the
-    network's own axes.
+    ``flow(pc1 (B, N, 3), pc2 (B, M, 3)) -> FLOTOutput``, the points in the network's own axes.
 
     Args:
         nb_iter: Sinkhorn iterations (the checkpoint's ``nb_iter``; 1 for the released files).
@@ -63,12 +76,12 @@ class FLOTNet(PointFeatureNet):
         x = self.ref_conv3(x, points, edges)
         return flow + self.fc(x)
 
-    def flow(self, pc1: torch.Tensor, pc2: torch.Tensor):
+    def flow(self, pc1: torch.Tensor, pc2: torch.Tensor) -> FLOTOutput:
         feat1, edges = self(pc1)
         feat2, _ = self(pc2)
-        corr: Correspondences = soft_correspondences(pc1, pc2, feat1, feat2, self.transport_eps(),
-                                                     self.transport_gamma(), iters=self.nb_iter, top_k=None)
-        return self.refine(corr.flow, pc1, edges), corr
+        corr = soft_correspondences(pc1, pc2, feat1, feat2, self.transport_eps(), self.transport_gamma(),
+                                    iters=self.nb_iter, top_k=None)
+        return FLOTOutput(self.refine(corr.flow, pc1, edges), corr, feat1, feat2, edges)
 
 
 def load_flot(checkpoint, graph: str = "kdtree") -> FLOTNet:
@@ -110,7 +123,8 @@ class FLOT(SceneFlowMethod):
         inverse = [axes.index(i) for i in range(3)]
         self.net.to(pc1.device)
         with torch.no_grad():
-            flow, corr = self.net.flow(pc1[None][..., axes], pc2[None][..., axes])
-        flow = flow[0][..., inverse]
+            out = self.net.flow(pc1[None][..., axes], pc2[None][..., axes])
+        flow = out.flow[0][..., inverse]
+        ot_flow = out.correspondences.flow[0][..., inverse]
         return EstimateOutput(flow=extend_to_points(pc1, flow, query),
-                              extras={"ot_flow": extend_to_points(pc1, corr.flow[0][..., inverse], query).cpu().numpy()})
+                              extras={"ot_flow": extend_to_points(pc1, ot_flow, query).cpu().numpy()})
