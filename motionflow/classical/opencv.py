@@ -40,6 +40,11 @@ class _PairwiseOpenCV:
     def _pair(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def flow_grey(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Flow ``(H, W, 2)`` float32 from grey frame ``a`` to ``b`` (``(H, W)`` uint8, BT.601 luma):
+        the pair step without the tensor round trip (``reynolds`` calls it per pair)."""
+        return self._pair(a, b)
+
     def __call__(self, frames) -> FlowPrediction:
         grey = _grey_frames(frames)
         start = time.perf_counter()
