@@ -8,11 +8,12 @@ module                 what it holds
 ``interpolation``      edge-aware (EpicFlow-style) filling of unreliable pixels
 ``variational``        coarse-to-fine robust variational refinement
 ``opencv``             ``OpenCVDIS`` / ``OpenCVFarneback`` baselines
-``reynolds``           Reynolds flow (a motion feature) and its RGB encoding
+``reynolds``           ReynoldsFlow (conventional flow + irrotational Reynolds flow), ReynoldsFlow+ image
 =====================  =====================================================================
 
 Only :mod:`motionflow.ops`, :mod:`motionflow.types` and :mod:`motionflow.errors` are imported from
-the package; OpenCV is imported lazily.
+the package (and :mod:`motionflow.registry`, lazily, to build ``reynolds``' base flow); OpenCV is
+imported lazily.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ _WHERE = {
     "OpenCVDIS": "opencv",
     "OpenCVFarneback": "opencv",
     "ReynoldsFlow": "reynolds",
+    "ReynoldsFlowResult": "reynolds",
     "reynolds_flow": "reynolds",
-    "reynolds_to_rgb": "reynolds",
+    "reynolds_rgb": "reynolds",
 }
 
 __all__ = sorted(_WHERE)

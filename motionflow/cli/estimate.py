@@ -4,8 +4,8 @@ Writes one flow per consecutive pair into ``--out``, named after the first frame
 (``frame_0001.flo``; ``frame_000012.flo`` for frame 12 of a video). Frames are streamed, so any
 length of video works in bounded memory. A second run with the same ``--out`` resumes after the last
 flow written. Unreadable frames are reported by index at the end (exit code 1); the flows of every
-other pair are kept. ``--format reynolds-rgb`` writes the Reynolds-flow RGB encoding (a motion
-feature for downstream networks) and implies ``--method reynolds``.
+other pair are kept. ``--format reynolds-rgb`` writes ReynoldsFlow+ images (|v_o|, |v_r|, grey frame:
+a motion feature for downstream detectors) and implies ``--method reynolds``.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--iters", type=int, default=None, help="refinement iterations for iterative networks")
     p.add_argument("--preset", default=None, choices=("fast", "default", "accurate"), help="classical preset (default: default)")
     p.add_argument("--format", dest="fmt", default="flo", choices=("flo", "png", "npz", "reynolds-rgb"),
-                   help="flo (Middlebury), png (KITTI 16-bit), npz, or reynolds-rgb (motion-feature PNGs)")
+                   help="flo (Middlebury), png (KITTI 16-bit), npz, or reynolds-rgb (ReynoldsFlow+ PNGs)")
     p.add_argument("--viz", action="store_true", help="also write a colour PNG per flow into DIR/viz")
     p.add_argument("--preview", action="store_true", help="also write DIR/preview.mp4 (flow colours with the colour-wheel legend)")
     p.add_argument("--max-size", type=int, default=None, metavar="PX",

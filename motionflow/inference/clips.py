@@ -208,7 +208,8 @@ def stream_flow(
     on_bad_frame=None,
     warm_start: Optional[torch.Tensor] = None,
     on_clip=None,
-) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    extras: tuple = (),
+) -> Iterator[tuple]:
     """Stream flows from ``(index, frame)`` pairs (e.g. :func:`motionflow.io.video.iter_frames` with
     ``errors="yield"``).
 
@@ -225,10 +226,13 @@ def stream_flow(
             ``warm`` the ``(1, 2, h, w)`` warm start the next clip gets (None for methods without
             ``accepts_prev_flow``). Restarting the stream at frame ``next`` with ``warm_start=warm``
             gives the same flows as going on.
+        extras: names of further per-pair flow fields in the prediction's ``meta`` (tensors shaped
+            like ``flow``, e.g. ``reynolds``' ``("v_o", "v_r")``); each is resized like the flow.
 
     Yields:
         ``(index, frame, flow)``: ``flow`` ``(H, W, 2)`` float32 from frame ``index`` to ``index + 1``
-        at the frame's original resolution, and ``frame`` the (original) RGB frame ``index``.
+        at the frame's original resolution, and ``frame`` the (original) RGB frame ``index``. With
+        ``extras``, ``(index, frame, flow, {name: (H, W, 2) array})``.
     """
     clip_length = int(getattr(method, "clip_length", 2) or 2)
     warm_used = getattr(method, "accepts_prev_flow", False)
@@ -239,12 +243,22 @@ def stream_flow(
         nonlocal buffer, prev
         if len(buffer) >= 2:
             clip = torch.from_numpy(np.stack([r for _, _, r in buffer])).permute(0, 3, 1, 2)[None].float()
-            flows = _call(method, clip, prev).flow[0].detach().float().cpu()
+            pred = _call(method, clip, prev)
+            flows = pred.flow[0].detach().float().cpu()
+            more = {}
+            for name in extras:
+                if name not in pred.meta:
+                    raise ShapeError(f"method {getattr(method, 'name', method)!r}: expected {name!r} in its meta, found none")
+                more[name] = torch.as_tensor(pred.meta[name])[0].detach().float().cpu()
             prev = flows[-1:] if keep_last else None
             for k in range(len(buffer) - 1):
                 index, original, _ = buffer[k]
                 f = _upscale_flow(flows[k], original.shape[:2])
-                yield index, original, f.permute(1, 2, 0).numpy()
+                if not extras:
+                    yield index, original, f.permute(1, 2, 0).numpy()
+                    continue
+                sized = {n: _upscale_flow(v[k], original.shape[:2]).permute(1, 2, 0).numpy() for n, v in more.items()}
+                yield index, original, f.permute(1, 2, 0).numpy(), sized
             if keep_last and on_clip is not None:
                 on_clip(buffer[-1][0], prev if warm_used else None)
         else:

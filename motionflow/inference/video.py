@@ -24,8 +24,8 @@ from .resume import STATE, Progress, check_manifest, read_progress, run_identity
 
 __all__ = ["FLOW_FORMATS", "VideoReport", "process_video", "write_preview", "flow_files"]
 
-#: ``--format`` name -> file suffix (``reynolds-rgb``: the RGB encoding of a Reynolds flow as PNG,
-#: :func:`motionflow.classical.reynolds.reynolds_to_rgb`)
+#: ``--format`` name -> file suffix (``reynolds-rgb``: the ReynoldsFlow+ image as PNG,
+#: :func:`motionflow.classical.reynolds.reynolds_rgb`)
 FLOW_FORMATS = {"flo": ".flo", "png": ".png", "npz": ".npz", "reynolds-rgb": ".png"}
 
 
@@ -120,15 +120,18 @@ def _check_names(src, out: Path, target) -> None:
             )
 
 
-def _write_outputs(path: Path, flow: np.ndarray, frame: np.ndarray, fmt: str, viz_path: Optional[Path]) -> None:
-    """Write one pair's flow ``(H, W, 2)`` in ``fmt`` to ``path`` (and its colour PNG to ``viz_path``)."""
+def _write_outputs(path: Path, flow: np.ndarray, frame: np.ndarray, fmt: str, viz_path: Optional[Path],
+                   extras: Optional[dict] = None) -> None:
+    """Write one pair's flow ``(H, W, 2)`` in ``fmt`` to ``path`` (and its colour PNG to ``viz_path``);
+    ``reynolds-rgb`` takes ``extras["v_o"]`` and ``extras["v_r"]`` ``(H, W, 2)`` besides."""
     from ..io import write_flow
     from ..io.image import write_image
 
     if fmt == "reynolds-rgb":
-        from ..classical.reynolds import reynolds_to_rgb
+        from ..classical.reynolds import ReynoldsFlowResult, reynolds_rgb
 
-        write_image(path, reynolds_to_rgb(flow, frame))
+        parts = {k: extras[k].transpose(2, 0, 1) for k in ("v_o", "v_r")}
+        write_image(path, reynolds_rgb(ReynoldsFlowResult(flow=flow.transpose(2, 0, 1), **parts), frame))
     else:
         write_flow(path, flow)
     if viz_path is not None:
@@ -217,7 +220,7 @@ def process_video(
             frame file's stem (``frame_000012`` for a video); ``viz`` PNGs go to ``out / "viz"``.
         method: registered name or method object.
         fmt: ``"flo"`` (Middlebury), ``"png"`` (KITTI 16-bit), ``"npz"``, or ``"reynolds-rgb"`` (PNG
-            pictures of :func:`~motionflow.classical.reynolds.reynolds_to_rgb`; meant for ``method="reynolds"``).
+            ReynoldsFlow+ images of :func:`~motionflow.classical.reynolds.reynolds_rgb`; needs ``method="reynolds"``).
         viz: also write a colour PNG per flow.
         preview: also write ``out / "preview.mp4"`` (flow colours with the colour-wheel legend),
             built at the end from the flow files (so it is complete after a resumed run).
@@ -264,10 +267,11 @@ def process_video(
             yield index, frame
 
     try:
-        for index, frame, flow in stream_flow(frames(), m, max_size=max_size, on_bad_frame=run.bad.append,
-                                              warm_start=run.warm_start, on_clip=run.save):
+        extras = ("v_o", "v_r") if fmt == "reynolds-rgb" else ()
+        for index, frame, flow, *more in stream_flow(frames(), m, max_size=max_size, on_bad_frame=run.bad.append,
+                                                     warm_start=run.warm_start, on_clip=run.save, extras=extras):
             viz_path = out / "viz" / f"{src.name(index)}.png" if viz else None
-            _write_outputs(run.target(index), flow, frame, fmt, viz_path)
+            _write_outputs(run.target(index), flow, frame, fmt, viz_path, *more)
             report.written.append(run.target(index).name)
     finally:
         bar.close()
