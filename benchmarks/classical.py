@@ -3,6 +3,7 @@
     python benchmarks/classical.py                 # all samples, presets fast/default/accurate, 3 repeats
     python benchmarks/classical.py --repeats 1 --methods classical opencv-dis
     python benchmarks/classical.py --json out.json
+    taskset -c 0 python benchmarks/classical.py --reynolds   # ReynoldsFlow speed only (one core)
 
 Methods: ``classical`` presets (``classical:fast``, ``classical``, ``classical:accurate``),
 ``opencv-dis`` (MEDIUM preset) and ``opencv-farneback``, each called once per sample on all of its
@@ -18,6 +19,14 @@ mostly measures spinning, and one thread compares the methods' work fairly.
 
 The goal line checks, for ``classical`` (default preset) on every sample: EPE below opencv-dis, KITTI
 Fl-all below opencv-dis, CPU time at most 10x opencv-dis.
+
+``--reynolds``: frames per second of ReynoldsFlow (``v_o`` + ``v_r`` and the ReynoldsFlow+ image,
+:meth:`ReynoldsFlow.pair` + :func:`reynolds_rgb` on ``(H, W, 3)`` uint8 frames) at 640x512 (Anti-UAV
+infrared) and 1920x1080, on ``--threads`` threads (default 1), as a ratio to ``opencv-farneback`` (grey
+conversion + OpenCV's Farneback on the same pair) measured in the same run; frames are Sintel alley_1
+1 -> 2 resized (a synthetic texture without ../shared/data). Frames/s from CPU time (``process_time``, the
+median of ``--repeats`` x 10 calls; less disturbed by other processes than wall time, which is shown too).
+Goal: >= 30 frames/s at 640x512 on one core.
 """
 
 from __future__ import annotations
@@ -112,6 +121,66 @@ def run_one(method, frames: np.ndarray, repeats: int):
     return pred.flow[0].numpy(), min(cpu), min(wall)
 
 
+def reynolds_pair(root: Path, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Two consecutive RGB uint8 frames ``(H, W, 3)`` at ``size = (W, H)``."""
+    import cv2
+
+    sintel = root / "sintel_alley_1" / "clean"
+    if sintel.is_dir():
+        from motionflow.io import read_image
+
+        return tuple(cv2.resize(read_image(sintel / f"frame_{i:04d}.png"), size, interpolation=cv2.INTER_AREA) for i in (1, 2))
+    rng = np.random.default_rng(0)
+    tex = cv2.GaussianBlur(rng.random((size[1] + 8, size[0] + 8)).astype(np.float32), (0, 0), 3.0)
+    tex = np.repeat(((tex - tex.min()) / np.ptp(tex) * 255).astype(np.uint8)[..., None], 3, -1)
+    return tex[4 : 4 + size[1], 4 : 4 + size[0]], tex[3 : 3 + size[1], 2 : 2 + size[0]]
+
+
+def _per_call(fn, repeats: int, calls: int = 10) -> tuple[float, float]:
+    """(CPU seconds, wall seconds) per call: medians over ``repeats`` blocks of ``calls`` calls."""
+    fn()  # warm-up (DCT plans, OpenCV buffers)
+    cpu, wall = [], []
+    for _ in range(repeats):
+        c0, w0 = time.process_time(), time.perf_counter()
+        for _ in range(calls):
+            fn()
+        cpu.append((time.process_time() - c0) / calls)
+        wall.append((time.perf_counter() - w0) / calls)
+    return float(np.median(cpu)), float(np.median(wall))
+
+
+def reynolds_speed(root: Path, repeats: int, threads: int) -> list[dict]:
+    """ReynoldsFlow frames/s at 640x512 and 1920x1080 against opencv-farneback in the same run."""
+    import cv2
+
+    from motionflow.classical.reynolds import ReynoldsFlow, reynolds_rgb
+    from motionflow.registry import get_optical_flow_method
+
+    reynolds, farneback = ReynoldsFlow(), get_optical_flow_method("opencv-farneback")
+    rows = []
+    print(f"\n== ReynoldsFlow speed ({threads} thread(s); base {type(reynolds.base).__name__} "
+          f"preset {getattr(reynolds.base, 'preset', '-')}) ==")
+    print(f"{'size':>10s} {'reynolds fps':>13s} {'farneback fps':>14s} {'ratio':>7s} {'(wall fps: ours / fb)':>22s}")
+    for size in ((640, 512), (1920, 1080)):
+        a, b = reynolds_pair(root, size)
+        ours = _per_call(lambda: reynolds_rgb(reynolds.pair(a, b), a), repeats, 10 if size[0] < 1000 else 3)
+
+        def fb():
+            ga, gb = cv2.cvtColor(a, cv2.COLOR_RGB2GRAY), cv2.cvtColor(b, cv2.COLOR_RGB2GRAY)
+            return farneback.flow_grey(ga, gb)
+
+        ref = _per_call(fb, repeats, 3 if size[0] < 1000 else 1)
+        row = dict(size=f"{size[0]}x{size[1]}", reynolds_fps=1 / ours[0], farneback_fps=1 / ref[0],
+                   ratio=ref[0] / ours[0], reynolds_wall_fps=1 / ours[1], farneback_wall_fps=1 / ref[1])
+        rows.append(row)
+        print(f"{row['size']:>10s} {row['reynolds_fps']:13.1f} {row['farneback_fps']:14.1f} {row['ratio']:6.1f}x "
+              f"{row['reynolds_wall_fps']:12.1f} / {row['farneback_wall_fps']:.1f}")
+        sys.stdout.flush()
+    print(f"goal (>= 30 frames/s at 640x512 on one core): {rows[0]['reynolds_fps'] >= 30} "
+          f"({rows[0]['reynolds_fps']:.1f} frames/s)")
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--methods", nargs="+", default=DEFAULT_METHODS)
@@ -119,6 +188,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch / OpenCV threads")
     ap.add_argument("--no-synthetic", action="store_true")
     ap.add_argument("--json", default=None, help="also write the rows as JSON")
+    ap.add_argument("--reynolds", action="store_true", help="only the ReynoldsFlow speed rows")
     args = ap.parse_args(argv)
 
     import cv2
@@ -126,6 +196,11 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
     root = _data_root()
+    if args.reynolds:
+        rows = reynolds_speed(root, args.repeats, args.threads)
+        if args.json:
+            Path(args.json).write_text(json.dumps(rows, indent=2))
+        return 0
     if not root.is_dir():
         print(f"benchmarks/classical.py: sample data not found at {root} (set MOTIONFLOW_SAMPLE_DATA)", file=sys.stderr)
         return 1
