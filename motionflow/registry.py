@@ -64,6 +64,13 @@ def get_scene_flow_method(name: str, **options: Any):
     return _resolve(SCENE_FLOW_METHODS, "scene-flow", name)(**options)
 
 
+def scene_flow_preprocessing():
+    """The scene-flow preprocessing module (:mod:`motionflow.sceneflow.preprocess`: crop, ground removal,
+    subsampling, scatter of the flow back onto every point), imported on first use: evaluation protocols
+    prepare a method's clouds with it without importing the scene-flow half."""
+    return importlib.import_module("motionflow.sceneflow.preprocess")
+
+
 def list_methods() -> dict[str, list[str]]:
     """All registered method names, by family."""
     return {"optical_flow": sorted(OPTICAL_FLOW_METHODS), "scene_flow": sorted(SCENE_FLOW_METHODS)}

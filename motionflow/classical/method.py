@@ -28,7 +28,7 @@ overridden by keyword (``ClassicalFlow(preset="default", warps=3)``).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Optional
 
 import torch
@@ -210,6 +210,10 @@ class ClassicalFlow:
         self.preset = preset
         self.config = replace(config, **ckw)
         self.device = torch.device(device) if device is not None else None
+
+    def describe(self) -> dict:
+        """What makes this method's numbers: the preset and every field of the resulting config."""
+        return {"method": self.name, "preset": self.preset, "config": asdict(self.config)}
 
     @torch.no_grad()
     def __call__(self, frames, prev_flow=None) -> FlowPrediction:

@@ -1,14 +1,16 @@
 """``motionflow eval``: benchmark a method, or a folder of predictions, on a dataset.
 
-    motionflow eval --dataset NAME --root DIR [--split S] [--pass clean|final]
+    motionflow eval --dataset NAME --root DIR [--split S] [--pass clean|final] [--protocol NAME]
                     (--method M [--checkpoint P] [--iters N] | --predictions DIR)
                     --out REPORT.json [--max-samples N] [--workers N] [--engine local|ray [--address A]]
                     [--write-predictions DIR] [--device D] [--no-resume] [--option KEY=VALUE ...]
                     [--method-option KEY=VALUE ...]
 
-Writes REPORT.json, REPORT.csv, REPORT.md and the per-sample records REPORT.samples.jsonl (a rerun
-with the same --out resumes from them). Exit codes: 0 ok, 1 failure, 2 bad usage (unknown dataset,
-method or engine; the message lists the valid names).
+Without --protocol the published protocol of the dataset and method is used (``motionflow list`` lists
+them; the report records which, with every option and deviation). Writes REPORT.csv, REPORT.md, then
+REPORT.json, and the per-sample records REPORT.samples.jsonl (a rerun of the same evaluation with the
+same --out resumes from them; a rerun of another one is refused: pass --no-resume). Exit codes: 0 ok,
+1 failure, 2 bad usage (unknown dataset, method, protocol or engine; the message lists the valid names).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--root", default=None, help="dataset root folder (not needed for synthetic-flow / synthetic-lidar)")
     p.add_argument("--split", default=None, help="dataset split (dataset default when omitted)")
     p.add_argument("--pass", dest="pass_", default=None, choices=("clean", "final"), help="Sintel render pass")
+    p.add_argument("--protocol", default=None, metavar="NAME",
+                   help="evaluation protocol (see `motionflow list`); default: the published one of the dataset and method")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--method", default=None, help="registered method name, e.g. raft, classical, opencv-dis, nsfp")
     src.add_argument("--predictions", default=None, metavar="DIR", help="folder of predicted flows in the dataset's own naming")
@@ -112,6 +116,7 @@ def run(args) -> int:
         write_predictions=args.write_predictions,
         resume=not args.no_resume,
         progress=not args.no_progress,
+        protocol=args.protocol,
     )
     sys.stdout.write(report.to_markdown())
     return 0

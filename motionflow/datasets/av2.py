@@ -35,9 +35,10 @@ says which one the file used):
   t0 (static points have zero flow). Converted as ``classes + 1`` and
   ``flow = ego_motion @ (pc1 + flow) - pc1``.
 
-``label_convention="auto"`` (default) takes ``"bsfe"`` for files with a ``classes_0`` column and
-``"av2"`` otherwise; a class index outside the convention's range raises a FormatError naming the
-file (a BSFE file read as av2 has -1s).
+``label_convention="auto"`` (default) takes ``"bsfe"`` for a file whose ``classes_0`` column holds
+BSFE's background index -1 (every real sweep has background points) and ``"av2"`` otherwise; pass the
+convention explicitly for files that cannot tell. A class index outside the convention's range raises
+a FormatError naming the file (a BSFE file read as av2 has -1s).
 
 ``ego_motion = inv(city_SE3_ego(t1)) @ city_SE3_ego(t0)``: for static points
 ``pc1 + flow == ego_motion @ pc1``. With ``compensate_ego=True`` pc1 is moved into pc2's frame
@@ -190,16 +191,16 @@ class Argoverse2SceneFlow(Dataset):
             raise FormatError(f"{pose_file}: expected a pose for timestamp_ns {ts}, found none")
         return poses[ts]
 
-    def _convention(self, path: Path, cols: dict, class_column: Optional[str]) -> str:
+    def _convention(self, cols: dict, class_column: Optional[str]) -> str:
         if self.label_convention != "auto":
             return self.label_convention
-        return "bsfe" if class_column == "classes_0" else "av2"
+        return "bsfe" if class_column == "classes_0" and bool(np.any(cols[class_column] == -1)) else "av2"
 
     def _labels(self, path: Path, cols: dict, pc1: np.ndarray, ego: np.ndarray) -> tuple:
         """``(flow, classes, convention)`` of a label file in the av2 convention (see the module docstring)."""
         flow = np.stack([cols[c] for c in FLOW_COLUMNS], axis=1).astype(np.float32)
         cname = next((c for c in CLASS_COLUMNS if c in cols), None)
-        convention = self._convention(path, cols, cname)
+        convention = self._convention(cols, cname)
         classes = None
         if cname is not None:
             classes = cols[cname].astype(np.int64)

@@ -5,6 +5,10 @@
   speed splits; ``pixel`` and ``image`` reductions.
 * :mod:`motionflow.eval.scene` -- EPE3D, Acc3D strict/relax, outliers, angle error; Argoverse 2
   EPE 3-way and bucketed normalized EPE.
+* :mod:`motionflow.eval.protocols` -- the published evaluation protocols as named objects.
+* :mod:`motionflow.eval.preparation` -- a method's input under a protocol (windows, scene preparation).
+* :mod:`motionflow.eval.records` -- run fingerprint, records file, resume checks, lock.
+* :mod:`motionflow.eval.engines` -- local, process-pool and Ray engines.
 * :mod:`motionflow.eval.accumulator` -- exact, mergeable sums and counts.
 * :mod:`motionflow.eval.predictions` -- prediction files in each dataset's naming.
 
@@ -17,8 +21,11 @@ from motionflow.lazy import lazy_exports
 
 _LAZY = {
     "evaluate": "motionflow.eval.runner",
-    "EvalSpec": "motionflow.eval.runner",
-    "SampleList": "motionflow.eval.runner",
+    "EvalSpec": "motionflow.eval.engines",
+    "SampleList": "motionflow.eval.engines",
+    "PROTOCOLS": "motionflow.eval.protocols",
+    "Protocol": "motionflow.eval.protocols",
+    "list_protocols": "motionflow.eval.protocols",
     "Report": "motionflow.eval.report",
     "Accumulator": "motionflow.eval.accumulator",
     "optical_flow_partial": "motionflow.eval.optical",

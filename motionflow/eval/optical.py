@@ -23,8 +23,18 @@ Reductions (every reported number carries one):
   ``validate_kitti``; ptlflow for everything). An image with no valid pixel in a split does not
   count towards that split's image mean.
 
-Defaults (:data:`PROTOCOLS`): Sintel pixel-pooled for everything; KITTI EPE image-mean and the rest
-(Fl-all, px) pixel-pooled; any other dataset pixel-pooled. Both reductions are always reported.
+Defaults (:data:`PROTOCOLS`, the metric families): Sintel pixel-pooled for everything; KITTI 2015 EPE
+image-mean and the rest (Fl-all, px) pixel-pooled; any other dataset pixel-pooled. Both reductions are
+always reported.
+
+KITTI 2015 adds the devkit's ``fl_bg`` / ``fl_fg`` (Fl over background / foreground pixels of
+``obj_map``, and their ``_noc``) when every scored pair has an object map. KITTI 2012 reports what its
+devkit (``evaluate_flow.cpp``) reports instead of Fl and px: ``out2`` .. ``out5`` = percent of valid
+pixels with ``epe > tau`` px (strict, no relative clause) over ``flow_occ`` ("Out-All") and ``_noc``
+("Out-Noc"), and ``epe`` / ``epe_noc`` ("Avg-All" / "Avg-Noc"), all image-mean (the devkit averages the
+per-image values over images; pixel-pooled is the alternative).
+
+Units (:mod:`.units`): ``epe*`` px; ``px*`` fraction; ``fl_*`` and ``out*`` percent (each metric entry has ``unit``).
 """
 
 from __future__ import annotations
@@ -35,38 +45,52 @@ import numpy as np
 
 from ..errors import ShapeError
 from .accumulator import Accumulator
+from .units import metric_unit
 
 PX_THRESHOLDS = {"px1": 1.0, "px3": 3.0, "px5": 5.0}
 FL_ABS_THRESHOLD = 3.0  # px (KITTI devkit ABS_THRESH)
 FL_REL_THRESHOLD = 0.05  # 5 % of |gt| (KITTI devkit REL_THRESH)
 SPEED_BINS = (("s0-10", 0.0, 10.0), ("s10-40", 10.0, 40.0), ("s40+", 40.0, float("inf")))
 BASE_METRICS = ("epe", "px1", "px3", "px5", "fl_all")
+KITTI2012_METRICS = ("epe", "out2", "out3", "out4", "out5")
+KITTI2012_OUTLIER_PX = (2, 3, 4, 5)
 REDUCTIONS = ("pixel", "image")
 
 
 @dataclass(frozen=True)
 class OpticalProtocol:
-    """Which reduction each metric family uses by default, and whether Sintel names are added.
+    """A metric family: which metrics, with which default reduction.
 
     Attributes:
-        name: protocol name (the dataset family).
-        reductions: base metric (``epe``, ``px1``, ...) -> ``"pixel"`` or ``"image"``; missing -> pixel.
+        name: family name.
+        reductions: base metric (``epe``, ``px1``, ...) -> ``"pixel"`` or ``"image"``; missing -> ``default_reduction``.
         sintel_names: also report ``epe_matched`` / ``epe_unmatched`` (aliases of ``epe_noc`` /
             ``epe_occ``).
+        base_metrics: the metrics reported for each split.
+        outlier_px: thresholds of ``out<tau>`` (epe > tau px) counted per pixel.
+        fg_bg: report ``fl_bg`` / ``fl_fg`` from the samples' ``meta["foreground"]``.
+        speed_bins: report ``epe_s0-10`` .. ``epe_s40+``.
+        default_reduction: reduction of the metrics ``reductions`` does not name.
     """
 
     name: str
     reductions: dict = field(default_factory=dict)
     sintel_names: bool = False
+    base_metrics: tuple = BASE_METRICS
+    outlier_px: tuple = ()
+    fg_bg: bool = False
+    speed_bins: bool = True
+    default_reduction: str = "pixel"
 
     def reduction(self, base: str) -> str:
-        return self.reductions.get(base, "pixel")
+        return self.reductions.get(base, self.default_reduction)
 
 
 PROTOCOLS = {
     "sintel": OpticalProtocol("sintel", {}, sintel_names=True),
-    "kitti2015": OpticalProtocol("kitti", {"epe": "image"}),
-    "kitti2012": OpticalProtocol("kitti", {"epe": "image"}),
+    "kitti2015": OpticalProtocol("kitti", {"epe": "image"}, fg_bg=True),
+    "kitti2012": OpticalProtocol("kitti2012", {}, base_metrics=KITTI2012_METRICS, outlier_px=KITTI2012_OUTLIER_PX,
+                                 speed_bins=False, default_reduction="image"),
     "default": OpticalProtocol("default", {}),
 }
 
@@ -87,17 +111,30 @@ def flow_outliers(epe: np.ndarray, gt_magnitude: np.ndarray) -> np.ndarray:
     return (epe > FL_ABS_THRESHOLD) & (epe > FL_REL_THRESHOLD * gt_magnitude)
 
 
-def _split_masks(valid: np.ndarray, occluded, magnitude: np.ndarray) -> dict:
+def _split_masks(valid: np.ndarray, occluded, magnitude: np.ndarray, foreground=None) -> dict:
     masks = {"all": valid}
     if occluded is not None:
         masks["noc"] = valid & ~occluded
         masks["occ"] = valid & occluded
+    if foreground is not None:
+        masks["fg"] = valid & foreground
+        masks["bg"] = valid & ~foreground
+        if occluded is not None:
+            masks["fg_noc"] = masks["fg"] & ~occluded
+            masks["bg_noc"] = masks["bg"] & ~occluded
     for name, lo, hi in SPEED_BINS:
         masks[name] = valid & (magnitude >= lo) & (magnitude < hi)
     return masks
 
 
-def optical_flow_partial(pred, gt, valid, occluded=None) -> dict:
+def _mask_arg(name: str, arr, shape) -> np.ndarray:
+    arr = np.asarray(arr, dtype=bool)
+    if arr.shape != shape:
+        raise ShapeError(f"optical_flow_partial: expected {name} of shape {shape}, found {arr.shape}")
+    return arr
+
+
+def optical_flow_partial(pred, gt, valid, occluded=None, foreground=None, outlier_px=()) -> dict:
     """One sample's contribution to the dataset accumulator.
 
     Args:
@@ -105,11 +142,14 @@ def optical_flow_partial(pred, gt, valid, occluded=None) -> dict:
         gt: ``(P, 2, H, W)`` ground truth.
         valid: ``(P, H, W)`` bool, pixels with ground truth.
         occluded: ``(P, H, W)`` bool or None.
+        foreground: ``(P, H, W)`` bool (KITTI ``obj_map > 0``) or None: adds splits ``fg``, ``bg``
+            (and ``fg_noc``, ``bg_noc`` with ``occluded``).
+        outlier_px: thresholds ``tau``: adds the count ``out<tau>`` of pixels with ``epe > tau``.
 
     Returns:
         ``{"sums": {key: float}, "counts": {key: int}}`` with, for every split ``S``: pixel sums
-        ``S:epe``, ``S:px1`` ..., ``S:fl`` over ``S:n`` pixels, and image sums ``img:S:epe`` ... (sums
-        of per-image means) over ``img:S:n`` images. Speed-bin splits carry EPE only.
+        ``S:epe``, ``S:px1`` ..., ``S:fl`` (and ``S:out<tau>``) over ``S:n`` pixels, and image sums
+        ``img:S:epe`` ... (sums of per-image means) over ``img:S:n`` images. Speed-bin splits carry EPE only.
     """
     pred = np.asarray(pred)
     gt = np.asarray(gt)
@@ -119,9 +159,9 @@ def optical_flow_partial(pred, gt, valid, occluded=None) -> dict:
     if valid.shape != (gt.shape[0],) + gt.shape[2:]:
         raise ShapeError(f"optical_flow_partial: expected valid of shape {(gt.shape[0],) + gt.shape[2:]}, found {valid.shape}")
     if occluded is not None:
-        occluded = np.asarray(occluded, dtype=bool)
-        if occluded.shape != valid.shape:
-            raise ShapeError(f"optical_flow_partial: expected occluded of shape {valid.shape}, found {occluded.shape}")
+        occluded = _mask_arg("occluded", occluded, valid.shape)
+    if foreground is not None:
+        foreground = _mask_arg("foreground", foreground, valid.shape)
     valid = valid & np.isfinite(gt).all(axis=1)
     bad = valid & ~np.isfinite(pred).all(axis=1)
     if bad.any():
@@ -137,7 +177,10 @@ def optical_flow_partial(pred, gt, valid, occluded=None) -> dict:
         mag = np.sqrt(np.sum(np.asarray(gt[p], dtype=np.float64) ** 2, axis=0))
         flags = {name: epe < thr for name, thr in PX_THRESHOLDS.items()}
         flags["fl"] = flow_outliers(epe, mag)
-        masks = _split_masks(valid[p], None if occluded is None else occluded[p], mag)
+        for tau in outlier_px:
+            flags[f"out{int(tau)}"] = epe > float(tau)  # KITTI 2012 devkit: f_err > tau, no relative clause
+        masks = _split_masks(valid[p], None if occluded is None else occluded[p], mag,
+                             None if foreground is None else foreground[p])
         for split, mask in masks.items():
             n = int(np.count_nonzero(mask))
             counts[f"{split}:n"] = counts.get(f"{split}:n", 0) + n
@@ -157,8 +200,8 @@ def optical_flow_partial(pred, gt, valid, occluded=None) -> dict:
 
 
 def _metric(acc: Accumulator, split: str, base: str, reduction: str) -> float:
-    stat = "fl" if base == "fl_all" else base
-    scale = 100.0 if base == "fl_all" else 1.0
+    stat = "fl" if base.startswith("fl_") else base
+    scale = 100.0 if base.startswith(("fl_", "out")) else 1.0  # percentages
     if reduction == "pixel":
         return acc.ratio(f"{split}:{stat}", f"{split}:n", scale)
     return acc.ratio(f"img:{split}:{stat}", f"img:{split}:n", scale)
@@ -176,15 +219,23 @@ def occlusion_coverage(acc: Accumulator) -> str:
     return "full" if acc.n("noc:n") + acc.n("occ:n") == acc.n("all:n") else "partial"
 
 
+def foreground_coverage(acc: Accumulator) -> bool:
+    """Whether every scored pair had an object map (``fg + bg == all``, and some pixel at all)."""
+    return "fg:n" in acc.counts and acc.n("fg:n") + acc.n("bg:n") == acc.n("all:n")
+
+
 def optical_flow_metrics(acc: Accumulator, protocol: OpticalProtocol = PROTOCOLS["default"]) -> dict:
     """Dataset metrics from an accumulator of :func:`optical_flow_partial` contributions.
 
     Returns:
-        ``{name: {"value": float, "reduction": "pixel" | "image", "alternatives": {other: float}}}``
-        for ``epe px1 px3 px5 fl_all`` with suffixes ``""``, ``_noc``, ``_occ`` (only when every
-        scored pair had an occlusion mask, :func:`occlusion_coverage`: splits pooled over a subset of
-        the samples would not be comparable with the unsplit numbers) and ``epe_s0-10`` / ``epe_s10-40`` / ``epe_s40+``; Sintel protocols add
-        ``epe_matched`` / ``epe_unmatched``. NaN where a split has no pixel.
+        ``{name: {"value": float, "reduction": "pixel" | "image", "unit": ..., "alternatives": {other: float}}}``
+        for the family's base metrics (``epe px1 px3 px5 fl_all``; KITTI 2012 ``epe out2 .. out5``)
+        with suffixes ``""``, ``_noc``, ``_occ`` (only when every scored pair had an occlusion mask,
+        :func:`occlusion_coverage`: splits pooled over a subset of the samples would not be
+        comparable with the unsplit numbers; KITTI 2012 reports no ``_occ``) and ``epe_s0-10`` /
+        ``epe_s10-40`` / ``epe_s40+``; Sintel protocols add ``epe_matched`` / ``epe_unmatched``;
+        KITTI 2015 ``fl_bg`` / ``fl_fg`` (and ``_noc``) when every pair had an object map. NaN where
+        a split has no pixel.
     """
     out: dict = {}
 
@@ -192,18 +243,25 @@ def optical_flow_metrics(acc: Accumulator, protocol: OpticalProtocol = PROTOCOLS
         red = protocol.reduction(base)
         values = {r: _metric(acc, split, base, r) for r in REDUCTIONS}
         other = [r for r in REDUCTIONS if r != red]
-        out[name] = {"value": values[red], "reduction": red, "alternatives": {r: values[r] for r in other}}
+        out[name] = {"value": values[red], "reduction": red, "unit": metric_unit(name, "optical"),
+                     "alternatives": {r: values[r] for r in other}}
 
     splits = [("all", "")]
     occlusion_splits = occlusion_coverage(acc) == "full"
     if occlusion_splits:
-        splits += [("noc", "_noc"), ("occ", "_occ")]
+        splits += [("noc", "_noc")] + ([] if protocol.name == "kitti2012" else [("occ", "_occ")])
     for split, suffix in splits:
-        for base in BASE_METRICS:
+        for base in protocol.base_metrics:
             put(base + suffix, split, base)
     if protocol.sintel_names and occlusion_splits:
         put("epe_matched", "noc", "epe")
         put("epe_unmatched", "occ", "epe")
-    for name, _, _ in SPEED_BINS:
-        put(f"epe_{name}", name, "epe")
+    if protocol.fg_bg and foreground_coverage(acc):
+        for part in ("bg", "fg"):
+            put(f"fl_{part}", part, "fl_all")
+            if occlusion_splits:
+                put(f"fl_{part}_noc", f"{part}_noc", "fl_all")
+    if protocol.speed_bins:
+        for name, _, _ in SPEED_BINS:
+            put(f"epe_{name}", name, "epe")
     return out

@@ -16,6 +16,10 @@ scored frame). KITTI uses the ground-truth flow name (``meta["flow_occ_path"]``)
 ``XXXXXX`` part. Scene-flow predictions hold one vector per point of the *loaded* pc1 (after the
 loader's own filtering, e.g. NaN rows).
 
+Every path is kept inside the folder: a name derived from a sample id that would leave it (``..``
+components, an absolute path) raises a :class:`~motionflow.errors.FormatError` naming the sample id,
+before anything is read or written.
+
 A missing or mis-shaped prediction raises an error naming the sample and the file: nothing is
 skipped silently. Predictions must be dense. Deviation: the KITTI devkit accepts sparse estimates
 (invalid pixels, B = 0) and fills them by background interpolation before scoring; we refuse them
@@ -24,6 +28,7 @@ with an error that counts the invalid pixels.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -94,6 +99,19 @@ def prediction_names(dataset_name: str, sample) -> list[str]:
     return [f"{sample.id}_p{k:02d}.flo" for k in pairs]
 
 
+def prediction_path(directory, name: str, sample_id: str) -> Path:
+    """``directory / name``, refused with a FormatError naming the sample when it would leave ``directory``."""
+    root = os.path.abspath(os.fspath(directory))
+    if os.path.isabs(name) or (os.path.splitdrive(name)[0]):
+        raise FormatError(f"sample id {sample_id!r}: its prediction file {name!r} is an absolute path; expected a "
+                          f"path inside {root}")
+    target = os.path.normpath(os.path.join(root, name))
+    if os.path.commonpath([root, target]) != root or target == root:
+        raise FormatError(f"sample id {sample_id!r}: its prediction file {name!r} leaves the folder {root}; "
+                          "expected a path inside it (no '..' components)")
+    return Path(target)
+
+
 def _missing(sample_id: str, path: Path):
     return DatasetNotFoundError(f"prediction for sample {sample_id!r} is missing: expected the file {path}")
 
@@ -105,7 +123,7 @@ def read_optical_prediction(directory, dataset_name: str, sample) -> np.ndarray:
     h, w = sample.frames.shape[-2:]
     flows = []
     for name in prediction_names(dataset_name, sample):
-        path = Path(directory) / name
+        path = prediction_path(directory, name, sample.id)
         if not path.is_file():
             raise _missing(sample.id, path)
         try:
@@ -124,7 +142,7 @@ def read_optical_prediction(directory, dataset_name: str, sample) -> np.ndarray:
 
 def read_scene_prediction(directory, sample) -> np.ndarray:
     """The ``(N, 3)`` predicted scene flow of a sample from ``directory/<id>.npz`` (key ``flow``)."""
-    path = Path(directory) / prediction_names("", sample)[0]
+    path = prediction_path(directory, prediction_names("", sample)[0], sample.id)
     if not path.is_file():
         raise _missing(sample.id, path)
     try:
@@ -147,22 +165,20 @@ def write_prediction(directory, dataset_name: str, sample, flow) -> list[Path]:
     """
     from ..io import atomic_write_bytes, write_flow
 
-    directory = Path(directory)
     names = prediction_names(dataset_name, sample)
+    targets = [prediction_path(directory, name, sample.id) for name in names]  # all checked before any write
     paths = []
     if hasattr(sample, "pc1"):
         import io as _io
 
         buf = _io.BytesIO()
         np.savez(buf, flow=np.asarray(flow, dtype=np.float32))
-        path = directory / names[0]
-        atomic_write_bytes(path, buf.getvalue())
-        return [path]
+        atomic_write_bytes(targets[0], buf.getvalue())
+        return targets
     flow = np.asarray(flow)
     if flow.ndim != 4 or flow.shape[0] != len(names) or flow.shape[1] != 2:
         raise ShapeError(f"write_prediction {sample.id!r}: expected flow of shape ({len(names)}, 2, H, W), found {flow.shape}")
-    for name, f in zip(names, flow):
-        path = directory / name
+    for path, f in zip(targets, flow):
         write_flow(path, np.moveaxis(f, 0, -1))
         paths.append(path)
     return paths

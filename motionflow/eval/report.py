@@ -7,6 +7,7 @@ JSON schema::
       "protocol": {...},                       # kind, default reductions, eps, AV2 on/off, notes,
                                                # dataset_options (e.g. Sintel's pass_name) when given
       "metrics": {NAME: {"value": float|null, "reduction": "pixel"|"image"|"sample"|"point"|"class",
+                         "unit": "px"|"%"|"fraction"|"m"|"rad"|"ratio",
                          "alternatives": {OTHER_REDUCTION: float|null}, ...}},
       "num_samples": int,
       "per_sample": [{"id": str, "index": int, "metrics": {NAME: float|null}, "seconds": float}],
@@ -18,7 +19,11 @@ JSON schema::
       "environment": {"motionflow", "torch", "numpy", "python", "platform", "device", "git_sha"}
     }
 
-NaN is written as ``null`` (JSON has no NaN). Files are written atomically.
+NaN is written as ``null`` (JSON has no NaN). Files are written atomically, the JSON (the source of
+truth) last: a crash while writing leaves either no JSON or one whose CSV and markdown are complete.
+Every string that comes from data (dataset, split, method, options, notes) is escaped: markdown table
+pipes and newlines, and a CSV cell starting with ``=``, ``+``, ``-``, ``@`` (or a tab / carriage
+return) is prefixed with ``'`` so a spreadsheet shows it as text instead of running it as a formula.
 """
 
 from __future__ import annotations
@@ -33,6 +38,23 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_MARKDOWN_SPECIAL = "\\`*[]<>|"
+
+
+def csv_text(value) -> str:
+    """A data string as a CSV cell that a spreadsheet shows as text (never runs it as a formula)."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def markdown_text(value) -> str:
+    """A data string as inline markdown text: special characters (table pipes included) escaped,
+    newlines folded into spaces."""
+    text = " ".join(("" if value is None else str(value)).splitlines())
+    return "".join("\\" + c if c in _MARKDOWN_SPECIAL else c for c in text)
 
 
 def json_safe(value):
@@ -109,45 +131,59 @@ class Report:
     def _rows(self):
         for name, entry in self.metrics.items():
             alts = entry.get("alternatives") or {}
-            yield name, entry.get("value"), entry.get("reduction"), alts
+            yield name, entry.get("value"), entry.get("unit", ""), entry.get("reduction"), alts
 
     def to_csv(self) -> str:
+        """One row per metric: value, unit, reduction, the other reduction, and the run it belongs to."""
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(["metric", "value", "reduction", "alternative_reduction", "alternative_value"])
-        for name, value, red, alts in self._rows():
+        writer.writerow(["metric", "value", "unit", "reduction", "alternative_reduction", "alternative_value",
+                         "dataset", "split", "method", "protocol"])
+        run = [csv_text(self.dataset), csv_text(self.split), csv_text(self.method), csv_text(self.protocol.get("name"))]
+        for name, value, unit, red, alts in self._rows():
             alt_red, alt_val = next(iter(alts.items()), ("", None))
-            writer.writerow([name, _fmt_csv(value), red, alt_red, _fmt_csv(alt_val)])
+            writer.writerow([csv_text(name), _fmt_csv(value), unit, red, alt_red, _fmt_csv(alt_val)] + run)
         return buf.getvalue()
 
     def to_markdown(self) -> str:
         setting = ([self.split] if self.split else []) + [
             f"{k}={v}" for k, v in (self.protocol.get("dataset_options") or {}).items()
         ]
+        protocol = self.protocol.get("name")
         lines = [
-            f"**{self.dataset}**" + (f" ({', '.join(setting)})" if setting else "") + f", method `{self.method}`, "
-            f"{self.num_samples} samples",
+            f"**{markdown_text(self.dataset)}**" + (f" ({markdown_text(', '.join(map(str, setting)))})" if setting else "")
+            + f", method {markdown_text(self.method)}, {self.num_samples} samples"
+            + (f", protocol {markdown_text(protocol)}" if protocol else ""),
             "",
-            "| metric | value | reduction | other reduction |",
-            "|---|---:|---|---|",
+            "| metric | value | unit | reduction | other reduction |",
+            "|---|---:|---|---|---|",
         ]
-        for name, value, red, alts in self._rows():
+        for name, value, unit, red, alts in self._rows():
             other = ", ".join(f"{r}: {_fmt_md(v)}" for r, v in alts.items())
-            lines.append(f"| {name} | {_fmt_md(value)} | {red} | {other} |")
+            lines.append(f"| {name} | {_fmt_md(value)} | {unit} | {red} | {other} |")
+        notes = self.protocol.get("notes") or []
+        if notes:
+            lines += [""] + [f"- {markdown_text(n)}" for n in notes]
         rt = self.runtime
         if rt.get("seconds_per_sample") is not None:
             lines += ["", f"{_fmt_md(rt['seconds_per_sample'])} s per sample; peak memory {_fmt_md(rt.get('peak_rss_mb'))} MB"]
         return "\n".join(lines) + "\n"
 
+    #: the renderings written beside the JSON: key -> (suffix, method name). A page (``REPORT.html``)
+    #: registers here; the JSON itself is always written last.
+    RENDERINGS = {"csv": (".csv", "to_csv"), "markdown": (".md", "to_markdown")}
+
     def write(self, path) -> dict:
-        """Write ``path`` (JSON) and, beside it, ``.csv`` and ``.md`` with the same stem. Returns the paths."""
+        """Write the renderings beside ``path`` (same stem), then ``path`` (JSON). Returns the paths."""
         from ..io import atomic_write_bytes
 
         path = Path(path)
-        out = {"json": path, "csv": path.with_suffix(".csv"), "markdown": path.with_suffix(".md")}
-        atomic_write_bytes(out["json"], (self.to_json() + "\n").encode())
-        atomic_write_bytes(out["csv"], self.to_csv().encode())
-        atomic_write_bytes(out["markdown"], self.to_markdown().encode())
+        out = {}
+        for key, (suffix, render) in self.RENDERINGS.items():
+            out[key] = path.with_suffix(suffix)
+            atomic_write_bytes(out[key], getattr(self, render)().encode("utf-8"))
+        atomic_write_bytes(path, (self.to_json() + "\n").encode("utf-8"))
+        out["json"] = path
         return out
 
 

@@ -20,8 +20,10 @@ Argoverse 2 "EPE 3-way" (``argoverse/av2-api`` ``evaluation/scene_flow``: ``eval
 
 * eval points: ``is_valid`` and not ground and ``|x| <= 50 and |y| <= 50`` in the ego frame of the first
   sweep (``compute_eval_point_mask``; the leaderboard ships these masks in a zip, which we recompute);
-* dynamic: ``||gt - ego_flow|| >= 0.05`` m per 0.1 s sweep pair (``SCENE_FLOW_DYNAMIC_THRESHOLD``), with
-  ``ego_flow = ego_motion @ p - p`` (``Flow.from_sweep_pair``), decided on the float32 ground truth;
+* dynamic: the label file's ``is_dynamic`` column when it has one (the official annotation files
+  carry it and ``eval.py`` reads it), else ``||gt - ego_flow|| >= 0.05`` m per 0.1 s sweep pair
+  (``SCENE_FLOW_DYNAMIC_THRESHOLD``), with ``ego_flow = ego_motion @ p - p`` (``Flow.from_sweep_pair``),
+  decided on the float32 ground truth;
 * foreground: AV2 category index != 0 (``FOREGROUND_BACKGROUND_BREAKDOWN``: every one of the 30
   annotation categories, road signs included); background = index 0 (``NONE``);
 * ``epe_threeway`` = mean of the EPE of foreground-dynamic, foreground-static and background-static
@@ -30,6 +32,9 @@ Argoverse 2 "EPE 3-way" (``argoverse/av2-api`` ``evaluation/scene_flow``: ``eval
 * the official annotation and submission files store flows as float16 (``make_annotation_files``,
   ``write_output_file``): with ``quantize_float16=True`` (default) both flows are rounded to float16
   before the EPE, as the leaderboard sees them.
+
+Units: ``epe3d``, the 3-way parts and the bucketed static EPE in metres (per sweep pair); accuracies
+and outliers as fractions; angles in radians; the bucketed dynamic EPE is a ratio (EPE over speed).
 
 Bucketed normalized EPE (``kylevedder/BucketedSceneFlowEval`` ``eval/bucketed_epe.py`` and
 ``base_per_frame_sceneflow_eval.py``, the 2024 AV2 challenge), matched here:
@@ -51,7 +56,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ShapeError
+from ..geometry import ego_flow
 from .accumulator import Accumulator
+from .units import metric_unit
 
 NSFP_REL_EPS = 1e-20
 SCOOP_REL_EPS = 1e-4
@@ -174,6 +181,7 @@ def scene_flow_metrics(acc: Accumulator, rel_eps: float = NSFP_REL_EPS) -> dict:
         entry = {
             "value": acc.ratio(f"sample:{m}", "sample:n"),
             "reduction": "sample",
+            "unit": metric_unit(m, "scene"),
             "alternatives": {"point": acc.ratio(f"point:{m}", "point:n")},
         }
         if m in ("acc3d_strict", "acc3d_relax", "outliers"):
@@ -186,14 +194,13 @@ def scene_flow_metrics(acc: Accumulator, rel_eps: float = NSFP_REL_EPS) -> dict:
 
 # -- Argoverse 2 ---------------------------------------------------------------------------------
 def ego_motion_flow(pc1, ego_motion) -> np.ndarray:
-    """``(N, 3)`` flow of static points: ``ego_motion @ p - p`` (ego_motion ``(4, 4)`` maps pc1 to pc2's frame)."""
+    """``(N, 3)`` float64 flow of static points: ``ego_motion @ p - p`` (ego_motion ``(4, 4)`` maps pc1 to
+    pc2's frame; :func:`motionflow.geometry.ego_flow`). ``ego_motion=None`` means the sweeps share a frame
+    (zero ego flow): callers that cannot know that refuse before (the AV2 protocol, see ``av2_threeway_partial``)."""
     pc1 = _points("pc1", pc1)
     if ego_motion is None:
         return np.zeros_like(pc1)
-    t = np.asarray(ego_motion, dtype=np.float64)
-    if t.shape != (4, 4):
-        raise ShapeError(f"ego_motion: expected shape (4, 4), found {t.shape}")
-    return pc1 @ t[:3, :3].T + t[:3, 3] - pc1
+    return ego_flow(pc1, ego_motion, name="pc1")
 
 
 def av2_eval_mask(pc1, valid=None, ground=None, box: float = AV2_EVAL_BOX) -> np.ndarray:
@@ -220,13 +227,24 @@ def _av2_inputs(pred, gt, pc1, classes):
     return pred, gt, pc1, classes
 
 
-def av2_threeway_partial(pred, gt, pc1, classes, ego_motion=None, valid=None, ground=None, quantize_float16: bool = True) -> dict:
-    """One sample's contribution to the AV2 EPE 3-way: ``av2:{part}:epe`` sums over ``av2:{part}:n`` points."""
+def av2_threeway_partial(pred, gt, pc1, classes, ego_motion=None, valid=None, ground=None, quantize_float16: bool = True,
+                         dynamic=None) -> dict:
+    """One sample's contribution to the AV2 EPE 3-way: ``av2:{part}:epe`` sums over ``av2:{part}:n`` points.
+
+    ``dynamic`` ``(N,)`` bool: the labels' ``is_dynamic`` (used as given); None computes it from the
+    ground truth and ``ego_motion`` (which must then be given: without it every static point would move).
+    """
     pred, gt, pc1, classes = _av2_inputs(pred, gt, pc1, classes)
     mask = av2_eval_mask(pc1, valid, ground) & np.isfinite(gt).all(axis=1)
     if (mask & ~np.isfinite(pred).all(axis=1)).any():
         raise ShapeError("scene flow prediction is not finite at AV2 eval points")
-    dynamic = np.linalg.norm(gt - ego_motion_flow(pc1, ego_motion), axis=1) >= AV2_DYNAMIC_THRESHOLD
+    if dynamic is not None:
+        dynamic = _mask("dynamic", dynamic, len(pc1))
+    elif ego_motion is None:
+        raise ShapeError("av2_threeway_partial: expected ego_motion (4, 4) or dynamic labels to split static from "
+                         "dynamic points, found neither")
+    else:
+        dynamic = np.linalg.norm(gt - ego_motion_flow(pc1, ego_motion), axis=1) >= AV2_DYNAMIC_THRESHOLD
     if quantize_float16:
         gt = gt.astype(np.float16).astype(np.float64)
         pred = pred.astype(np.float16).astype(np.float64)
@@ -244,9 +262,10 @@ def av2_threeway_partial(pred, gt, pc1, classes, ego_motion=None, valid=None, gr
 def av2_threeway_metrics(acc: Accumulator) -> dict:
     """``epe_threeway`` and its three parts, count-weighted over the dataset (reduction ``point``)."""
     parts = {p: acc.ratio(f"av2:{p}:epe", f"av2:{p}:n") for p in THREEWAY_PARTS}
-    out = {"epe_threeway": {"value": float(np.mean(list(parts.values()))), "reduction": "point"}}
+    out = {"epe_threeway": {"value": float(np.mean(list(parts.values()))), "reduction": "point",
+                            "unit": metric_unit("epe_threeway", "scene")}}
     for p, v in parts.items():
-        out[f"epe_{p}"] = {"value": v, "reduction": "point", "count": acc.n(f"av2:{p}:n")}
+        out[f"epe_{p}"] = {"value": v, "reduction": "point", "unit": metric_unit(f"epe_{p}", "scene"), "count": acc.n(f"av2:{p}:n")}
     return out
 
 
@@ -319,13 +338,13 @@ def bucketed_metrics(acc: Accumulator) -> dict:
         dynamic = float(np.mean(normalized)) if normalized else float("nan")
         statics.append(static)
         dynamics.append(dynamic)
-        out[f"bucketed_static_epe/{meta}"] = {"value": static, "reduction": "point"}
-        out[f"bucketed_dynamic_norm_epe/{meta}"] = {"value": dynamic, "reduction": "point"}
+        for name, value in ((f"bucketed_static_epe/{meta}", static), (f"bucketed_dynamic_norm_epe/{meta}", dynamic)):
+            out[name] = {"value": value, "reduction": "point", "unit": metric_unit(name, "scene")}
 
     def nanmean(values):
         values = [v for v in values if not np.isnan(v)]
         return float(np.mean(values)) if values else float("nan")
 
-    out["bucketed_static_epe"] = {"value": nanmean(statics), "reduction": "class"}
-    out["bucketed_dynamic_norm_epe"] = {"value": nanmean(dynamics), "reduction": "class"}
+    for name, values in (("bucketed_static_epe", statics), ("bucketed_dynamic_norm_epe", dynamics)):
+        out[name] = {"value": nanmean(values), "reduction": "class", "unit": metric_unit(name, "scene")}
     return out

@@ -234,6 +234,18 @@ class NetworkFlowMethod:
             f"precision={self.precision!r}, clip_length={self.clip_length})"
         )
 
+    def describe(self) -> dict:
+        """What makes this method's numbers: name, iterations, precision, correlation switch, and a SHA-256
+        of the network's weights (another checkpoint, or a re-configured object, describes differently)."""
+        import hashlib
+
+        digest = hashlib.sha256()
+        for key, value in sorted(self.model.state_dict().items()):
+            digest.update(key.encode())
+            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+        return {"method": self.name, "iters": self.iters, "precision": self.precision, "clip_length": self.clip_length,
+                "on_demand_pixels": self.on_demand_pixels, "weights_sha256": digest.hexdigest()}
+
     def _autocast(self):
         if self.device.type != "cuda" or self.precision == "fp32":
             return contextlib.nullcontext()
@@ -245,8 +257,12 @@ class NetworkFlowMethod:
         return self.on_demand_pixels is not None and height * width > self.on_demand_pixels
 
     @torch.no_grad()
-    def __call__(self, frames: torch.Tensor) -> FlowPrediction:
+    def __call__(self, frames: torch.Tensor, windows: Optional[list] = None) -> FlowPrediction:
         """Flow for every consecutive pair of ``frames`` ``(B, T, 3, H, W)`` in [0, 255].
+
+        ``windows``: an explicit window plan ``[(start, length), ...]`` instead of ``spec.windows(T)``
+        (an evaluation protocol runs exactly the official windows: ``[(0, T)]`` is one forward pass on
+        the whole clip); the pairs no window estimates are NaN then.
 
         Returns:
             FlowPrediction with ``flow`` ``(B, T-1, 2, H, W)`` float32 on the input's device, ``backward``
@@ -279,7 +295,7 @@ class NetworkFlowMethod:
         iterations: dict = {}
         try:
             with self._autocast():
-                for start, length in self.spec.windows(t):
+                for start, length in self.spec.windows(t) if windows is None else windows:
                     index = window_indices(start, length, t)
                     res = self.spec.run_window(self.model, x[:, index], self.iters, self.return_iterations)
                     for p in range(length - 1):
@@ -298,11 +314,12 @@ class NetworkFlowMethod:
                 self.model.corr_on_demand = previous
 
         missing = [p for p in range(t - 1) if p not in forward]
-        if missing:
+        if missing and (windows is None or not forward):
             raise ShapeError(f"{self.name}: windows of a {t}-frame clip left pairs {missing} without flow")
 
         def stack(d: dict) -> torch.Tensor:
-            f = torch.stack([d[p].float() for p in range(t - 1)], dim=1)
+            some = next(iter(d.values()))
+            f = torch.stack([d[p].float() if p in d else torch.full_like(some, float("nan")).float() for p in range(t - 1)], dim=1)
             return crop_flow(f, pad).contiguous().to(out_device)
 
         flow = stack(forward)

@@ -65,7 +65,7 @@ def test_predictions_on_generated_synthetic_flow(tmp_path, capsys):
     assert rep["dataset"] == "synthetic-flow" and len(rep["per_sample"]) == 3
     assert rep["metrics"]["epe"]["value"] == pytest.approx(1.5, abs=1e-5)
     assert rep["metrics"]["px1"]["value"] == 0.0 and rep["metrics"]["px3"]["value"] == 1.0
-    assert "| epe | 1.5000 | pixel |" in capsys.readouterr().out
+    assert "| epe | 1.5000 | px | pixel |" in capsys.readouterr().out
     assert out.with_suffix(".csv").is_file() and out.with_suffix(".md").is_file()
     assert out.with_name("r.samples.jsonl").is_file()
 
@@ -116,8 +116,9 @@ def test_sintel_predictions_with_known_offset(sample_data, tmp_path):
     m = rep["metrics"]
     assert m["epe"]["reduction"] == "pixel" and m["epe"]["value"] == pytest.approx(1.0, abs=1e-4)
     assert rep["split"] == "training"  # the loader's default split, recorded although --split was omitted
-    assert rep["protocol"]["dataset_options"] == {"pass_name": "final"}
-    assert out.with_suffix(".md").read_text().startswith("**sintel** (training, pass_name=final), method ")
+    assert rep["protocol"]["name"] == "sintel" and rep["protocol"]["clip_frames"] == 2
+    assert rep["protocol"]["dataset_options"] == {"clips": "tile", "frames": 2, "pass_name": "final"}
+    assert out.with_suffix(".md").read_text().startswith("**sintel** (training, clips=tile, frames=2, pass_name=final), method ")
     # only frame 2 has an occlusion mask: no dataset-level matched/unmatched pooled over that one pair
     # beside an `epe` over all three, but a note, and frame 2's own entry has them
     assert "epe_matched" not in m and "epe_noc" not in m and "epe_occ" not in m
