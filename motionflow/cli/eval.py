@@ -4,10 +4,11 @@
                     (--method M [--checkpoint P] [--iters N] | --predictions DIR)
                     --out REPORT.json [--max-samples N] [--workers N] [--engine local|ray [--address A]]
                     [--write-predictions DIR] [--device D] [--no-resume] [--option KEY=VALUE ...]
-                    [--method-option KEY=VALUE ...]
+                    [--method-option KEY=VALUE ...] [--viz N] [--rerun FILE.rrd]
 
 Without --protocol the published protocol of the dataset and method is used (``motionflow list`` lists
-them; the report records which, with every option and deviation). Writes REPORT.csv, REPORT.md, then
+them; the report records which, with every option and deviation). Writes REPORT.csv, REPORT.md,
+REPORT.html (a static page; with --viz N the pictures of the first N samples, from REPORT_viz/), then
 REPORT.json, and the per-sample records REPORT.samples.jsonl (a rerun of the same evaluation with the
 same --out resumes from them; a rerun of another one is refused: pass --no-resume). Exit codes: 0 ok,
 1 failure, 2 bad usage (unknown dataset, method, protocol or engine; the message lists the valid names).
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 NO_ROOT_DATASETS = ("synthetic-flow", "synthetic-lidar")
 
@@ -57,6 +59,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="torch device for optical-flow methods")
     p.add_argument("--no-resume", action="store_true", help="ignore the records of an earlier, interrupted run")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--viz", type=int, default=0, metavar="N",
+                   help="pictures of the first N samples (lidar: estimate / GT / error in metres, needs matplotlib; "
+                        "optical: flow + EPE map) into REPORT_viz/, shown in REPORT.html")
+    p.add_argument("--rerun", default=None, metavar="FILE.rrd",
+                   help="lidar: a Rerun recording of the first --viz N samples (default 10): clouds, flow, GT, errors")
     return p
 
 
@@ -98,6 +105,9 @@ def run(args) -> int:
     dataset_options = dict(parsed["--option"])
     if args.pass_ is not None:
         dataset_options["pass_name"] = args.pass_
+    views = _views_plan(args)
+    if isinstance(views, str):
+        return usage(views)
     report = evaluate(
         args.dataset,
         args.method,
@@ -117,6 +127,45 @@ def run(args) -> int:
         resume=not args.no_resume,
         progress=not args.no_progress,
         protocol=args.protocol,
+        **views,
     )
+    if views:
+        _views_write(args, report, Path(views["viz_dir"]))
     sys.stdout.write(report.to_markdown())
     return 0
+
+
+def _views_plan(args):
+    """``evaluate`` keywords of ``--viz`` / ``--rerun`` (empty without them), or a usage error text."""
+    if args.viz < 0:
+        return f"--viz: expected a number of samples >= 0, found {args.viz}"
+    if not args.viz and not args.rerun:
+        return {}
+    from motionflow.datasets import dataset_class
+    from motionflow.errors import UnknownNameError
+
+    try:
+        scene = dataset_class(args.dataset).kind == "scene"
+    except UnknownNameError:
+        return {}  # evaluate() refuses the name and lists the valid ones
+    if args.rerun and not scene:
+        return f"--rerun: recordings are for lidar datasets, found dataset {args.dataset!r}"
+    if scene:
+        from motionflow.viz.figure import require_matplotlib
+
+        require_matplotlib()
+    out = Path(args.out)
+    return {"viz_dir": out.with_name(f"{out.stem}_viz"), "viz_samples": args.viz or 10, "viz_arrays": bool(args.rerun)}
+
+
+def _views_write(args, report, folder: Path) -> None:
+    """REPORT.html again with the pictures, and the ``--rerun`` recording (motionflow.viz.samples)."""
+    from motionflow.viz.page import write_report_page
+    from motionflow.viz.samples import log_sample_views, read_sample_views
+
+    count = args.viz or 10
+    views = [v for v in (read_sample_views(folder) if folder.is_dir() else []) if v["index"] < count]
+    pictures = [(f"{folder.name}/{v['picture'].name}", v["caption"]) for v in views]
+    write_report_page(Path(args.out).with_suffix(".html"), report.to_dict(), pictures)
+    if args.rerun:
+        log_sample_views(views, args.rerun)

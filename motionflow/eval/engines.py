@@ -55,6 +55,11 @@ class EvalSpec:
     method_name: Optional[str] = None
     token: str = field(default_factory=lambda: uuid.uuid4().hex)
     threads: Optional[int] = None
+    #: pictures of the first ``viz_samples`` samples into ``viz_dir`` (:mod:`motionflow.viz.samples`; with
+    #: ``viz_arrays`` also the lidar arrays a Rerun recording is made of); not part of the run's identity
+    viz_dir: Optional[str] = None
+    viz_samples: int = 0
+    viz_arrays: bool = False
 
 
 def build_dataset(spec: EvalSpec):
@@ -199,6 +204,10 @@ def evaluate_sample(spec: EvalSpec, index: int) -> dict:
         except ShapeError as exc:
             raise ShapeError(f"sample {sample.id!r} (index {index}): {exc}") from exc
         metrics = finalize_metrics(spec.protocol, Accumulator.from_partial(partial))
+    if spec.viz_dir is not None and index < spec.viz_samples:
+        from ..viz.samples import write_sample_view
+
+        write_sample_view(spec.viz_dir, index, sample, pred, {k: v["value"] for k, v in metrics.items()}, spec.viz_arrays)
     return {
         "index": int(index),
         "id": sample.id,

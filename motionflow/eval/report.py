@@ -171,10 +171,18 @@ class Report:
 
     #: the renderings written beside the JSON: key -> (suffix, method name). A page (``REPORT.html``)
     #: registers here; the JSON itself is always written last.
-    RENDERINGS = {"csv": (".csv", "to_csv"), "markdown": (".md", "to_markdown")}
+    RENDERINGS = {"csv": (".csv", "to_csv"), "markdown": (".md", "to_markdown"), "html": (".html", "to_html")}
+
+    def to_html(self, pictures=()) -> str:
+        """A static page (:mod:`motionflow.viz.page`, every data string escaped): metrics with units, the
+        protocol, the per-sample table and ``pictures`` (``(src, caption)`` pairs, relative to the page)."""
+        from ..viz.page import render_report_page
+
+        return render_report_page(self.to_dict(), pictures)
 
     def write(self, path) -> dict:
-        """Write the renderings beside ``path`` (same stem), then ``path`` (JSON). Returns the paths."""
+        """Write the renderings beside ``path`` (same stem: ``.csv``, ``.md``, ``.html``), then ``path`` (JSON).
+        Returns the paths."""
         from ..io import atomic_write_bytes
 
         path = Path(path)

@@ -167,6 +167,9 @@ def evaluate(
     protocol: Optional[str] = None,
     rel_eps: Optional[float] = None,
     max_retries: int = 3,
+    viz_dir=None,
+    viz_samples: int = 0,
+    viz_arrays: bool = False,
 ) -> Report:
     """Evaluate ``method`` (or the flows in ``predictions_dir``) on ``dataset``; returns a :class:`Report`.
 
@@ -190,6 +193,9 @@ def evaluate(
         protocol: a name of :data:`motionflow.eval.protocols.PROTOCOLS` (default: the published protocol
             of the dataset and method, :func:`~motionflow.eval.protocols.default_protocol`).
         rel_eps: scene flow ``rel = epe / (||gt|| + rel_eps)`` instead of the protocol's (noted).
+        viz_dir, viz_samples, viz_arrays: write a picture of each of the first ``viz_samples`` samples
+            scored by this run into ``viz_dir`` (lidar with ``viz_arrays``: also the arrays of a Rerun
+            recording; :mod:`motionflow.viz.samples`).
     """
     _check_arguments(method, predictions_dir, engine, workers)
     from .records import RecordWriter, RunLock, records_path
@@ -198,7 +204,8 @@ def evaluate(
                     root=None if root is None else str(root), split=split, dataset_options=dict(dataset_options or {}),
                     method=method, method_options=dict(method_options or {}),
                     predictions=None if predictions_dir is None else str(predictions_dir),
-                    write_predictions=None if write_predictions is None else str(write_predictions), device=str(device))
+                    write_predictions=None if write_predictions is None else str(write_predictions), device=str(device),
+                    viz_dir=None if viz_dir is None else str(viz_dir), viz_samples=int(viz_samples), viz_arrays=bool(viz_arrays))
     spec, ds, notes = _plan(spec.dataset, method, spec, protocol, rel_eps)
     if not isinstance(spec.dataset, str):
         spec.dataset = ds  # sent to workers as is (a name is rebuilt by each worker)

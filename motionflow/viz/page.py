@@ -206,9 +206,18 @@ def report_sections(report: dict, pictures=()) -> list:
     return sections
 
 
-def write_report_page(path, report: dict, pictures=()) -> Path:
-    """``REPORT.html`` of an evaluation report dict (see :func:`report_sections`)."""
+def render_report_page(report: dict, pictures=()) -> str:
+    """The HTML of an evaluation report dict (see :func:`report_sections`)."""
     split = f" ({report['split']})" if report.get("split") else ""
     title = f"{report.get('dataset', '?')}{split}: {report.get('method', '?')}"
     subtitle = f"{report.get('num_samples', len(report.get('per_sample') or []))} samples; motionflow evaluation report"
-    return write_page(path, title, report_sections(report, pictures), subtitle)
+    return render_page(title, report_sections(report, pictures), subtitle)
+
+
+def write_report_page(path, report: dict, pictures=()) -> Path:
+    """Write ``REPORT.html`` of an evaluation report dict atomically (see :func:`report_sections`)."""
+    from ..io.atomic import atomic_write_bytes
+
+    path = Path(path)
+    atomic_write_bytes(path, render_report_page(report, pictures).encode("utf-8"))
+    return path
