@@ -48,6 +48,25 @@ def _as_mask(name: str, arr, n: int, dtype=bool) -> np.ndarray | None:
     return a
 
 
+def scene_inputs(pc1, flow, labels=None, ground=None, ego_motion=None) -> tuple:
+    """Checked inputs of a scene-flow view: ``(pc1, flow, motion, labels, ground, ego)`` with
+    ``motion = flow - ego`` (``ego`` the ego flow of pc1, zeros when ``ego_motion`` is None), ``ground``
+    defaulting to ``labels == -2`` (or no ground), ``labels`` None or ``(N,)`` int64."""
+    p = _as_points("pc1", pc1)
+    n = len(p)
+    f = _as_points("flow", flow, n)
+    labels = _as_mask("labels", labels, n, dtype=np.int64)
+    ground = _as_mask("ground", ground, n)
+    if ground is None:
+        ground = labels == -2 if labels is not None else np.zeros(n, bool)
+    ego = np.zeros_like(p)
+    if ego_motion is not None:
+        from ..geometry import ego_flow
+
+        ego = ego_flow(p, ego_motion, name="pc1")
+    return p, f, f - ego, labels, ground, ego
+
+
 def _extent(points: np.ndarray, focus: np.ndarray, extent) -> tuple[float, float, float, float]:
     """``(xmin, xmax, ymin, ymax)`` of the bird's-eye view: ``extent`` (half-width, or 4 values), or a
     square around the sensor holding 90 % of ``points`` and 90 % of the ``focus`` points (the movers)
@@ -169,27 +188,17 @@ def scene_flow_picture(pc1, flow, *, gt=None, valid=None, ego_motion=None, groun
     """
     if view not in VIEWS:
         raise ShapeError(f"view: expected one of {', '.join(VIEWS)}, found {view!r}")
-    p = _as_points("pc1", pc1)
+    p, f, motion, labels, ground, ego = scene_inputs(pc1, flow, labels, ground, ego_motion)
     n = len(p)
-    motion = _as_points("flow", flow, n)
-    labels = _as_mask("labels", labels, n, dtype=np.int64)
-    ground = _as_mask("ground", ground, n)
-    if ground is None:
-        ground = labels == -2 if labels is not None else np.zeros(n, bool)
-    if ego_motion is not None:
-        from ..geometry import ego_flow
-
-        ego = ego_flow(p, ego_motion, name="pc1")
-        motion = motion - ego
     panels = [("estimate", motion)]
     epe = None
     if gt is not None:
         g = _as_points("gt", gt, n)
         valid = _as_mask("valid", valid, n) if valid is not None else np.isfinite(g).all(1)
-        err = np.linalg.norm(_as_points("flow", flow, n) - g, axis=1)
+        err = np.linalg.norm(f - g, axis=1)
         err[~valid] = np.nan
         epe = float(np.nanmean(err[valid])) if valid.any() else float("nan")
-        panels += [("ground truth", g - ego if ego_motion is not None else g), ("error", err)]
+        panels += [("ground truth", g - ego), ("error", err)]
     values = [np.linalg.norm(m, axis=1) if m.ndim == 2 else m for _, m in panels]
     moving = np.concatenate([v[np.isfinite(v) & (v >= min_speed) & ~ground] for v in values[:2]])
     if max_speed is None:

@@ -106,21 +106,10 @@ def log_scene_flow(rec, index: int, pc1, pc2, flow, *, gt=None, valid=None, ego_
         metrics: scalars to log under ``metrics/``.
     """
     rr = require_rerun()
-    from .points import _as_mask, _as_points, _cluster_arrows
+    from .points import _as_mask, _as_points, _cluster_arrows, scene_inputs
 
-    p1 = _as_points("pc1", pc1)
+    p1, f, motion, labels, ground, ego = scene_inputs(pc1, flow, labels, ground, ego_motion)
     n = len(p1)
-    f = _as_points("flow", flow, n)
-    labels = _as_mask("labels", labels, n, dtype=np.int64)
-    ground = _as_mask("ground", ground, n)
-    if ground is None:
-        ground = labels == -2 if labels is not None else np.zeros(n, bool)
-    ego = np.zeros_like(p1)
-    if ego_motion is not None:
-        from ..geometry import ego_flow
-
-        ego = ego_flow(p1, ego_motion, name="pc1")
-    motion = f - ego
     speed = np.linalg.norm(motion, axis=1)
     moving = np.isfinite(speed) & (speed >= min_speed) & ~ground
     if max_speed is None:

@@ -12,14 +12,6 @@ from motionflow.viz import scene_flow_picture, sweeps_picture
 from motionflow.viz.points import result_overlays
 
 
-def _yaw(angle, t):
-    c, s = np.cos(angle), np.sin(angle)
-    T = np.eye(4)
-    T[:2, :2] = [[c, -s], [s, c]]
-    T[:3, 3] = t
-    return T
-
-
 def _scene(seed=0):
     """A static ring of posts around the sensor plus one car-sized cluster moving 1 m along +y."""
     rng = np.random.default_rng(seed)
@@ -49,7 +41,9 @@ def _crimson(image):
 
 def test_ego_motion_does_not_paint_the_scene():
     points, motion, _ = _scene()
-    T = _yaw(0.03, [1.2, 0.1, 0.0])
+    T = np.eye(4)  # the ego vehicle turns 0.03 rad and drives 1.2 m
+    T[:2, :2] = [[np.cos(0.03), -np.sin(0.03)], [np.sin(0.03), np.cos(0.03)]]
+    T[:3, 3] = (1.2, 0.1, 0.0)
     flow = ego_flow(points, T) + motion  # the car moves, the ego vehicle drives
     known = scene_flow_picture(points, flow, ego_motion=T, extent=20, panel_inches=4)
     unknown = scene_flow_picture(points, flow, extent=20, panel_inches=4)
