@@ -17,9 +17,7 @@ Entity layout (timelines: ``frame`` for videos, ``sample`` for lidar pairs):
 
 from __future__ import annotations
 
-import os
 from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
 
@@ -37,27 +35,24 @@ def require_rerun():
 def recording(path, application: str = "motionflow"):
     """Context manager: a Rerun ``RecordingStream`` that writes the file ``path`` (parent folders created).
 
-    The stream goes to a temporary file beside ``path``, which replaces ``path`` when the block ends
-    without an error (the file is complete and finalised, with its footer); on an error it is removed.
+    The stream goes to a temporary file beside ``path`` (:func:`motionflow.io.atomic_path`), which
+    replaces ``path`` when the block ends without an error, complete and finalised (with its footer); on
+    an error it is removed.
     """
     rr = require_rerun()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    rec = rr.RecordingStream(application)
-    rec.save(str(tmp))
-    try:
-        yield rec
-    except BaseException:
-        rec.disconnect()
-        tmp.unlink(missing_ok=True)
-        raise
-    rec.disconnect()
-    os.replace(tmp, path)
+    from ..io.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        rec = rr.RecordingStream(application)
+        rec.save(str(tmp))
+        try:
+            yield rec
+        finally:
+            rec.disconnect()
 
 
 def log_optical_flow(rec, frame_index: int, frame=None, flow=None, max_flow: float | None = None,
-                     valid=None) -> None:
+                     valid=None, picture=None) -> None:
     """Log one pair of a video at ``frame_index`` on the ``frame`` timeline.
 
     Args:
@@ -65,6 +60,8 @@ def log_optical_flow(rec, frame_index: int, frame=None, flow=None, max_flow: flo
         frame: ``(H, W, 3)`` uint8 RGB (the pair's first frame), or None.
         flow: ``(H, W, 2)`` flow in px, or None.
         max_flow: the video's normalisation (px); the colour wheel is logged once, statically.
+        picture: ``(H, W, 3)`` uint8 already drawn (e.g. by :func:`~motionflow.viz.color.flow_picture`
+            with ``max_flow``, or a ReynoldsFlow+ image), logged as ``video/flow`` instead of ``flow``.
     """
     rr = require_rerun()
     from .color import color_wheel_legend, flow_picture
@@ -76,10 +73,12 @@ def log_optical_flow(rec, frame_index: int, frame=None, flow=None, max_flow: flo
     rec.set_time("frame", sequence=int(frame_index))
     if frame is not None:
         rec.log("video/frame", rr.Image(np.ascontiguousarray(frame)))
-    if flow is not None:
-        rec.log("video/flow", rr.Image(flow_picture(flow, max_flow=max_flow, valid=valid, legend=False)))
-        if max_flow is not None:
-            rec.log("video/max_flow_px", rr.Scalars(float(max_flow)))
+    if picture is None and flow is not None:
+        picture = flow_picture(flow, max_flow=max_flow, valid=valid, legend=False)
+    if picture is not None:
+        rec.log("video/flow", rr.Image(np.ascontiguousarray(picture)))
+    if max_flow is not None:
+        rec.log("video/max_flow_px", rr.Scalars(float(max_flow)))
 
 
 def _speed_colours(value: np.ndarray, ground: np.ndarray, vmax: float, min_speed: float) -> np.ndarray:

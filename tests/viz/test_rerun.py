@@ -58,7 +58,7 @@ def test_scene_flow_recording_round_trip(tmp_path):
     motion = np.array(_column(data["/lidar/cluster_motion"], "Arrows3D:vectors")[0])
     np.testing.assert_allclose(motion, [[0.0, 0.8, 0.0]], atol=1e-5)  # mean motion relative to the world
     assert len(_column(data["/lidar/error"], "Points3D:positions")[0]) == 200
-    assert not list(tmp_path.glob(".*.tmp"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lidar.rrd"]  # no temporary file left
 
 
 def test_optical_flow_recording_over_time(tmp_path):
