@@ -105,6 +105,13 @@ class SceneFlowMethod:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, device={str(self.device)!r})"
 
+    def describe(self) -> dict:
+        """What makes this method's numbers: its name and options (the public attributes; arrays, tensors and
+        networks left out, the given ego motion as a list), so a re-configured object describes differently."""
+        skip = (np.ndarray, torch.Tensor, torch.nn.Module)
+        options = {k: v for k, v in sorted(vars(self).items()) if not k.startswith("_") and not isinstance(v, skip)}
+        return {"method": self.name, **options, "ego_motion": None if self.ego_motion is None else self.ego_motion.tolist()}
+
     # -- the part subclasses write --------------------------------------------------------------
     def _estimate(self, pc1: torch.Tensor, pc2: torch.Tensor, query: torch.Tensor) -> EstimateOutput:
         raise NotImplementedError(f"{type(self).__name__} must implement _estimate")
