@@ -90,22 +90,12 @@ def test_scene_method_write_predictions_then_score_them(tmp_path):
 
 
 # -- the shared real samples -----------------------------------------------------------------------
-def _sintel_tree(sample_data: Path, tmp_path: Path) -> Path:
-    """A Sintel root of symlinks to ../shared/data/sintel_alley_1 (nothing is copied)."""
-    src = sample_data / "sintel_alley_1"
-    root = tmp_path / "sintel"
-    for sub in ("clean", "final", "flow", "occlusions", "invalid"):
-        (root / "training" / sub).mkdir(parents=True)
-        (root / "training" / sub / "alley_1").symlink_to(src / sub, target_is_directory=True)
-    return root
-
-
-def test_sintel_predictions_with_known_offset(sample_data, tmp_path):
+def test_sintel_predictions_with_known_offset(sample_data, sintel_root, tmp_path):
     """0.5 px off at matched pixels, 2 px off at unmatched ones (frame 2's occlusion mask): swapping or
     ignoring the mask changes every number below."""
     from motionflow.io import read_sintel_mask
 
-    root = _sintel_tree(sample_data, tmp_path)
+    root = sintel_root
     pred = tmp_path / "pred"
     src = sample_data / "sintel_alley_1"
     occ2 = read_sintel_mask(src / "occlusions" / "frame_0002.png")
@@ -145,19 +135,8 @@ def test_sintel_predictions_with_known_offset(sample_data, tmp_path):
     assert m["px1"]["value"] == pytest.approx((n_valid - n_occ) / n_valid, abs=1e-12) and m["px3"]["value"] == 1.0
 
 
-def _kitti_tree(sample_data: Path, tmp_path: Path) -> Path:
-    src = sample_data / "kitti2015_flow_000000"
-    root = tmp_path / "kitti"
-    (root / "training" / "image_2").mkdir(parents=True)
-    (root / "training" / "flow_occ").mkdir(parents=True)
-    for name in ("000000_10.png", "000000_11.png"):
-        (root / "training" / "image_2" / name).symlink_to(src / name)
-    (root / "training" / "flow_occ" / "000000_10.png").symlink_to(src / "flow_gt.png")
-    return root
-
-
-def test_kitti_predictions_known_epe_and_fl_all(sample_data, tmp_path):
-    root = _kitti_tree(sample_data, tmp_path)
+def test_kitti_predictions_known_epe_and_fl_all(sample_data, kitti_root, tmp_path):
+    root = kitti_root
     gt, valid = read_flow(sample_data / "kitti2015_flow_000000" / "flow_gt.png")
     pred = tmp_path / "pred"
     write_flow(pred / "000000_10.png", gt + np.array([4.0, 0.0], np.float32))  # 4 px: exact in 1/64 px steps
@@ -265,11 +244,11 @@ def _dis_by_hand(first, second) -> np.ndarray:
     return get_optical_flow_method("opencv-dis")(frames).flow[0, 0].numpy().transpose(1, 2, 0).astype(np.float64)
 
 
-def test_opencv_dis_baseline_on_kitti_and_sintel(sample_data, tmp_path):
+def test_opencv_dis_baseline_on_kitti_and_sintel(sample_data, kitti_root, sintel_root, tmp_path):
     """--method opencv-dis (MEDIUM): the report equals the method run by hand, scored with the devkit formulas."""
     from motionflow.io import read_sintel_mask
 
-    root = _kitti_tree(sample_data, tmp_path)
+    root = kitti_root
     out = tmp_path / "dis_kitti.json"
     assert main(["eval", "--dataset", "kitti2015", "--root", str(root), "--method", "opencv-dis", "--out", str(out),
                  "--no-progress"]) == 0
@@ -283,7 +262,7 @@ def test_opencv_dis_baseline_on_kitti_and_sintel(sample_data, tmp_path):
     assert m["fl_all"]["value"] == pytest.approx(100 * np.mean((epe > 3) & (epe > 0.05 * mag)), rel=1e-12)
 
     out = tmp_path / "dis_sintel.json"
-    assert main(["eval", "--dataset", "sintel", "--root", str(_sintel_tree(sample_data, tmp_path)), "--pass", "clean",
+    assert main(["eval", "--dataset", "sintel", "--root", str(sintel_root), "--pass", "clean",
                  "--method", "opencv-dis", "--max-samples", "2", "--out", str(out), "--no-progress"]) == 0
     rep = _report(out)
     assert len(rep["per_sample"]) == 2 and rep["method"] == "opencv-dis" and rep["metrics"]["epe"]["reduction"] == "pixel"

@@ -81,13 +81,6 @@ class _WindowSpy:
         return WindowFlows(forward={p: torch.full((b, 2, h, w), 100.0 * k + p) for p in self.pairs})
 
 
-def _sintel_tree(src: Path, root: Path) -> Path:
-    for sub in ("clean", "final", "flow", "occlusions", "invalid"):
-        (root / "training" / sub).mkdir(parents=True)
-        (root / "training" / sub / "alley_1").symlink_to(src / sub, target_is_directory=True)
-    return root
-
-
 def _unpad(frames, h, w):
     """Crop the symmetric replicate padding of the method adapter (RAFT sintel mode) off ``(B, T, 3, H', W')``."""
     top = (frames.shape[-2] - h) // 2
@@ -95,12 +88,12 @@ def _unpad(frames, h, w):
     return frames[0, :, :, top : top + h, left : left + w].round().byte().numpy()
 
 
-def test_videoflow_mof_gets_the_official_5_frame_window_on_the_shared_sintel_sample(sample_data, tmp_path, monkeypatch):
+def test_videoflow_mof_gets_the_official_5_frame_window_on_the_shared_sintel_sample(sample_data, sintel_root, tmp_path, monkeypatch):
     import motionflow.models.videoflow as videoflow
 
     spy = _WindowSpy(pairs=(1, 2, 3))  # MOF: forward flows of the three inner frames
     monkeypatch.setattr(videoflow, "run_mof_window", spy)
-    root = _sintel_tree(sample_data / "sintel_alley_1", tmp_path / "sintel")
+    root = sintel_root
     out = tmp_path / "mof.json"
     assert main(["eval", "--dataset", "sintel", "--root", str(root), "--pass", "clean", "--method", "videoflow-mof",
                  "--method-option", "weights=random", "--iters", "1", "--write-predictions", str(tmp_path / "pred"),
@@ -174,15 +167,9 @@ def test_streamflow_on_kitti_runs_08_to_11_with_the_pair_last(tmp_path, monkeypa
     assert report.protocol["name"] == "kitti2015-streamflow" and report.protocol["clip_frames"] == 4
 
 
-def test_kitti_without_multiview_frames_refuses_or_repeats_with_a_note(sample_data, tmp_path, capsys):
-    src = sample_data / "kitti2015_flow_000000"
-    root = tmp_path / "kitti"
-    (root / "training" / "image_2").mkdir(parents=True)
-    (root / "training" / "flow_occ").mkdir(parents=True)
-    for name in ("000000_10.png", "000000_11.png"):
-        (root / "training" / "image_2" / name).symlink_to(src / name)
-    (root / "training" / "flow_occ" / "000000_10.png").symlink_to(src / "flow_gt.png")
-    gt, _ = read_flow(src / "flow_gt.png")
+def test_kitti_without_multiview_frames_refuses_or_repeats_with_a_note(sample_data, kitti_root, tmp_path, capsys):
+    root = kitti_root
+    gt, _ = read_flow(sample_data / "kitti2015_flow_000000" / "flow_gt.png")
     write_flow(tmp_path / "pred" / "000000_10.png", gt + np.array([4.0, 0.0], np.float32))
     base = ["eval", "--dataset", "kitti2015", "--root", str(root), "--protocol", "kitti2015-videoflow-mof",
             "--predictions", str(tmp_path / "pred"), "--no-progress", "--out", str(tmp_path / "r.json")]

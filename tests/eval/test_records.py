@@ -102,14 +102,10 @@ def test_resume_refuses_a_network_with_other_iterations_and_another_checkpoint(t
              out=tmp_path / "named.json", progress=False)
 
 
-def test_resume_refuses_a_sintel_object_of_the_other_pass(sample_data, tmp_path):
+def test_resume_refuses_a_sintel_object_of_the_other_pass(sintel_root, tmp_path):
     from motionflow.datasets.sintel import Sintel
 
-    src = sample_data / "sintel_alley_1"
-    root = tmp_path / "sintel"
-    for sub in ("clean", "final", "flow"):
-        (root / "training" / sub).mkdir(parents=True)
-        (root / "training" / sub / "alley_1").symlink_to(src / sub, target_is_directory=True)
+    root = sintel_root
     pred = tmp_path / "pred"
     for n in (1, 2, 3):
         write_prediction(pred, "sintel", Sintel(root, max_samples=3)[n - 1], np.zeros((1, 2, 436, 1024), np.float32))
