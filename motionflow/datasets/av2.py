@@ -262,6 +262,11 @@ class Argoverse2SceneFlow(Dataset):
             if k in meta and len(kept1) != n1:
                 meta[k] = meta[k][kept1]
         kept2, pc2, ground2 = keep_rows(pc2, ground2)
+        # per-point firing times after timestamp_ns; the provider has already ego-compensated every point
+        # to timestamp_ns, so they are information, not a deskewing input (see sceneflow.ego)
+        offsets = [read_feather(p, [], optional=("offset_ns",)).get("offset_ns") for p in rec["sweeps"]]
+        if all(o is not None and len(o) == n for o, n in zip(offsets, (n1, n2))):
+            meta["offset_ns"] = (offsets[0][kept1].astype(np.int64), offsets[1][kept2].astype(np.int64))
         meta["num_nonfinite_dropped"] = (int(n1 - len(pc1)), int(n2 - len(pc2)))
         if len(pc1) != n1:
             meta["kept_index1"] = kept1

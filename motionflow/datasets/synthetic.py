@@ -23,7 +23,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import ShapeError
-from ..geometry import apply_transform, compose_transforms, invert_transform
+from ..geometry import apply_transform, compose_transforms, interpolate_transform, invert_transform
 from ..types import FlowSample, SceneFlowSample
 
 # --------------------------------------------------------------------------------------------------
@@ -211,21 +211,22 @@ def _yaw_transform(yaw: float, translation) -> np.ndarray:
 
 
 def _cast_rays(origin, dirs, ground_z, boxes, max_range):
-    """Nearest hit of each ray on the ground plane and the boxes.
+    """Nearest hit of each ray (from ``origin`` (3,), or one origin per ray (R, 3)) on the ground plane
+    and the boxes.
 
     Returns (distance (R,), hit index (R,): -1 ground, -2 none, b >= 0 box b).
     """
     best = np.full(len(dirs), np.inf)
     label = np.full(len(dirs), -2, dtype=np.int64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        t_ground = (ground_z - origin[2]) / dirs[:, 2]
+        t_ground = (ground_z - origin[..., 2]) / dirs[:, 2]
     hit = (dirs[:, 2] < 0) & (t_ground > 0)
     best[hit] = t_ground[hit]
     label[hit] = -1
     for b, box in enumerate(boxes):
         pose = box["pose"]  # box -> world
         rot, centre = pose[:3, :3], pose[:3, 3]
-        o = rot.T @ (origin - centre)
+        o = (origin - centre) @ rot  # rot.T @ (origin - centre)
         d = dirs @ rot  # rot.T @ dir for each row
         half = box["size"] / 2
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -240,20 +241,33 @@ def _cast_rays(origin, dirs, ground_z, boxes, max_range):
     return best, label
 
 
-def _sweep(rng, ego_pose, boxes, ground_z, sensor_height, beams, azimuths, max_range, noise):
-    """One sweep in the ego frame given by ``ego_pose`` (ego -> world)."""
+def _sweep(rng, ego_pose, boxes, ground_z, sensor_height, beams, azimuths, max_range, noise, scan_time=0.0,
+           step=None):
+    """One sweep in the ego frame given by ``ego_pose`` (ego -> world).
+
+    With ``scan_time > 0`` the sensor spins while the ego moves by ``step`` per sweep interval: the ray
+    of azimuth column ``j`` is fired at ``s = j / azimuths * scan_time`` (a fraction of the interval)
+    from the pose ``ego_pose @ interpolate_transform(step, s)``, and its point is returned in the ego
+    frame of that moment (a raw, motion-distorted sweep). Returns ``(world, ego, label, s)``.
+    """
     elev = np.deg2rad(np.linspace(-24.0, 2.0, beams))
     az = np.linspace(-np.pi, np.pi, azimuths, endpoint=False) + rng.uniform(0, 2 * np.pi / azimuths)
     el, a = np.meshgrid(elev, az, indexing="ij")
     dirs_ego = np.stack([np.cos(el) * np.cos(a), np.cos(el) * np.sin(a), np.sin(el)], -1).reshape(-1, 3)
-    origin_world = apply_transform(np.array([[0.0, 0.0, sensor_height]]), ego_pose)[0]
-    dirs_world = dirs_ego @ ego_pose[:3, :3].T
+    times = np.tile(np.arange(azimuths) / azimuths * scan_time, beams)
+    poses = ego_pose if scan_time <= 0 else compose_transforms(ego_pose, interpolate_transform(step, times))
+    origin_world = apply_transform(np.array([[0.0, 0.0, sensor_height]]), poses)[..., 0, :]
+    dirs_world = dirs_ego @ ego_pose[:3, :3].T if scan_time <= 0 else np.einsum("rij,rj->ri", poses[:, :3, :3], dirs_ego)
     dist, label = _cast_rays(origin_world, dirs_world, ground_z, boxes, max_range)
     keep = label > -2
     dist = dist[keep] + noise * rng.standard_normal(keep.sum())
-    points_world = origin_world + dirs_world[keep] * dist[:, None]
-    points_ego = apply_transform(points_world, invert_transform(ego_pose))
-    return points_world, points_ego, label[keep]
+    if scan_time <= 0:
+        points_world = origin_world + dirs_world[keep] * dist[:, None]
+        points_ego = apply_transform(points_world, invert_transform(ego_pose))
+    else:
+        points_world = origin_world[keep] + dirs_world[keep] * dist[:, None]
+        points_ego = apply_transform(points_world[:, None, :], invert_transform(poses[keep]))[:, 0]
+    return points_world, points_ego, label[keep], times[keep]
 
 
 def _make_boxes(rng, num_boxes: int, num_moving: int, max_range: float) -> list:
@@ -300,15 +314,27 @@ def synthetic_lidar_pair(
     azimuths: int = 512,
     max_range: float = 40.0,
     noise: float = 0.0,
+    ego_pitch: float = 0.0,
+    ego_roll: float = 0.0,
+    scan_time: float = 0.0,
 ) -> SceneFlowSample:
     """Two sweeps of a spinning lidar with exact scene flow.
 
     The world is a ground plane at z = 0 and ``num_boxes`` car-sized boxes standing on it;
     ``num_moving`` of them move rigidly (translation up to about 1.5 m and a yaw up to about 6 degrees
     per frame). The sensor sits 1.8 m above the ego origin. The second sweep is taken after the ego
-    vehicle moved ``ego_speed`` metres forward and turned by ``ego_yaw`` radians. Both sweeps are in
-    their own ego frame (``frame="ego"``), and the azimuths are jittered so the two sweeps never
-    sample the same surface points.
+    vehicle moved ``ego_speed`` metres forward and turned by ``ego_yaw`` radians (and pitched / rolled
+    by ``ego_pitch`` / ``ego_roll`` radians: braking, bumps). Both sweeps are in their own ego frame
+    (``frame="ego"``), and the azimuths are jittered so the two sweeps never sample the same surface
+    points.
+
+    ``scan_time`` (a fraction of the interval between the sweeps; 0 = an instantaneous sweep, 1 = a
+    lidar that spins continuously, as driving lidars do) makes the sweeps **raw**: the sensor moves
+    at constant velocity while it spins, each point is given in the ego frame of its own firing time,
+    and ``meta["times1"]`` / ``meta["times2"]`` hold those times (fractions of the interval after
+    each sweep's start, whose ego frame is the sweep's frame). The flow then takes each raw pc1 point
+    to its surface point's position at the start of sweep 2, in sweep 2's frame (boxes stand still
+    within a sweep).
 
     Returns:
         SceneFlowSample with pc1 (N, 3), pc2 (M, 3), flow (N, 3) (includes ego motion: static points
@@ -322,17 +348,22 @@ def synthetic_lidar_pair(
     rng = np.random.default_rng(seed)
     ego1 = np.eye(4)
     ego2 = _yaw_transform(ego_yaw, [ego_speed, 0.0, 0.0])
+    if ego_pitch or ego_roll:
+        tilt = np.eye(4)
+        cp, sp, cr, sr = np.cos(ego_pitch), np.sin(ego_pitch), np.cos(ego_roll), np.sin(ego_roll)
+        tilt[:3, :3] = np.array([[cp, 0, sp], [0, 1, 0], [-sp, 0, cp]]) @ np.array([[1, 0, 0], [0, cr, -sr], [0, sr, cr]])
+        ego2 = ego2 @ tilt
     boxes = _make_boxes(rng, num_boxes, num_moving, max_range)
     boxes_t2 = [dict(bx, pose=bx["motion"] @ bx["pose"]) for bx in boxes]
-    world1, pc1, lab1 = _sweep(rng, ego1, boxes, 0.0, 1.8, beams, azimuths, max_range, noise)
-    _, pc2, lab2 = _sweep(rng, ego2, boxes_t2, 0.0, 1.8, beams, azimuths, max_range, noise)
+    world1, pc1, lab1, times1 = _sweep(rng, ego1, boxes, 0.0, 1.8, beams, azimuths, max_range, noise, scan_time, ego2)
+    _, pc2, lab2, times2 = _sweep(rng, ego2, boxes_t2, 0.0, 1.8, beams, azimuths, max_range, noise, scan_time, ego2)
 
     moved = world1.copy()
     for b, bx in enumerate(boxes):
         sel = lab1 == b
         moved[sel] = apply_transform(world1[sel], bx["motion"])
     ego_motion = compose_transforms(invert_transform(ego2), ego1)  # ego1 coords -> ego2 coords
-    moved_in_2 = apply_transform(moved, ego_motion)
+    moved_in_2 = apply_transform(moved, invert_transform(ego2))  # = ego_motion @ (ego1 coordinates)
     flow = moved_in_2 - pc1
 
     meta_boxes = [
@@ -355,6 +386,7 @@ def synthetic_lidar_pair(
             "boxes": meta_boxes,
             "instance1": lab1,
             "instance2": lab2,
+            **({"times1": times1, "times2": times2} if scan_time > 0 else {}),
         },
     )
 
@@ -394,7 +426,7 @@ def synthetic_lidar_sequence(
         if t:
             poses.append(poses[-1] @ step)
         boxes_t = [dict(bx, pose=np.linalg.matrix_power(bx["motion"], t) @ bx["pose"]) for bx in boxes]
-        world, ego, lab = _sweep(rng, poses[t], boxes_t, 0.0, 1.8, beams, azimuths, max_range, 0.0)
+        world, ego, lab, _ = _sweep(rng, poses[t], boxes_t, 0.0, 1.8, beams, azimuths, max_range, 0.0)
         clouds.append(ego.astype(np.float32))
         labels.append(lab)
         worlds.append(world)

@@ -5,8 +5,9 @@ A method object has ``name`` and ``__call__(pc1, pc2, ego_motion=None) -> SceneF
 
 1. input checks (``(N, 3)`` finite clouds, numpy or torch) and the device;
 2. **ego-motion compensation** (``compensate_ego=True``): the ego motion ``T`` (pc1 frame -> pc2 frame)
-   is taken from the call (``ego_motion=``), the constructor, or estimated by robust ICP
-   (:func:`motionflow.sceneflow.ego.estimate_ego_motion`); pc1 is moved by ``T`` and the method
+   is taken from the call (``ego_motion=``), the constructor, or estimated
+   (:func:`motionflow.sceneflow.ego.estimate_ego_motion`; ``extras["ego"]`` says which, with the
+   estimate's fitness and whether it was snapped to the identity); pc1 is moved by ``T`` and the method
    estimates the residual; the returned flow is ``ego_flow + residual`` (so it always lives in the
    caller's frames, exactly like an uncompensated estimate);
 3. **subsampling for the fit** (``max_points=N``): the method fits on at most N random points of each
@@ -117,18 +118,21 @@ class SceneFlowMethod:
         raise NotImplementedError(f"{type(self).__name__} must implement _estimate")
 
     # -- shared machinery ------------------------------------------------------------------------
-    def _ego(self, pc1_np: np.ndarray, pc2_np: np.ndarray, ego_motion) -> Optional[np.ndarray]:
+    def _ego(self, pc1_np: np.ndarray, pc2_np: np.ndarray, ego_motion) -> tuple[Optional[np.ndarray], Optional[dict]]:
+        """The ego motion ``(T (4, 4) or None, how it was obtained)``: given, or estimated."""
         T = ego_motion if ego_motion is not None else self.ego_motion
         if T is not None:
             T = np.asarray(T, dtype=np.float64)
             if T.shape != (4, 4):
                 raise ShapeError(f"{self.name} ego_motion: expected a (4, 4) transform, found {T.shape}")
-            return T
+            return T, {"source": "given"}
         if not self.compensate_ego:
-            return None
+            return None, None
         from .ego import estimate_ego_motion
 
-        return estimate_ego_motion(pc1_np, pc2_np, **self.ego_options).transform
+        est = estimate_ego_motion(pc1_np, pc2_np, **self.ego_options)
+        return est.transform, {"source": "estimated", "fitness": est.fitness, "inlier_rmse": est.inlier_rmse,
+                               "deskewed": est.deskewed, "snapped": est.snapped, "estimate": est.estimate}
 
     def __call__(self, pc1, pc2, ego_motion=None) -> SceneFlowResult:
         if self.num_threads is None:
@@ -151,7 +155,7 @@ class SceneFlowMethod:
         extras: dict = {}
         T = None
         if self.compensate_ego:
-            T = self._ego(p1.cpu().numpy(), p2.cpu().numpy(), ego_motion)
+            T, extras["ego"] = self._ego(p1.cpu().numpy(), p2.cpu().numpy(), ego_motion)
             extras["ego_motion"] = T
         query = p1
         if T is not None:

@@ -3,9 +3,10 @@
 ``rigid`` (:class:`RigidFlow`) follows ICP-Flow (``yanconglin/ICP-Flow``: ``utils_match.py``,
 ``utils_hist.py``, ``utils_icp.py``, ``utils_check.py``; Argoverse 2 settings of ``main.sh``):
 
-1. **ego motion** (pc1 frame -> pc2 frame): given (``ego_motion=``) or robust point-to-plane ICP on the
-   full clouds, ground included (:func:`motionflow.sceneflow.ego.estimate_ego_motion`); pc1 is moved
-   into pc2's frame and everything below estimates the residual (object) motion;
+1. **ego motion** (pc1 frame -> pc2 frame): given (``ego_motion=``) or estimated on the full clouds,
+   ground included (:func:`motionflow.sceneflow.ego.estimate_ego_motion`: GICP, then plane-gated robust
+   point-to-plane ICP; sweeps already ego-compensated give the identity); pc1 is moved into pc2's frame
+   and everything below estimates the residual (object) motion;
 2. **ground removal** per cloud (:mod:`motionflow.sceneflow.preprocess`: RANSAC plane by default);
 3. **joint clustering** of the non-ground points of both sweeps (:mod:`.clustering`: open3d DBSCAN,
    200 largest clusters, at least 20 points);
@@ -484,9 +485,9 @@ class RigidFlow(SceneFlowMethod):
         return result
 
     def _ego(self, pc1_np, pc2_np, ego_motion):
-        T = super()._ego(pc1_np, pc2_np, ego_motion)
+        T, info = super()._ego(pc1_np, pc2_np, ego_motion)
         self._last_ego = None if T is None else np.asarray(T)
-        return T
+        return T, info
 
     def _estimate(self, pc1: torch.Tensor, pc2: torch.Tensor, query: torch.Tensor) -> EstimateOutput:
         p1 = pc1.detach().cpu().double().numpy()
