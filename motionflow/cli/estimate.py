@@ -2,10 +2,12 @@
 
 Writes one flow per consecutive pair into ``--out``, named after the first frame of the pair
 (``frame_0001.flo``; ``frame_000012.flo`` for frame 12 of a video). Frames are streamed, so any
-length of video works in bounded memory. A second run with the same ``--out`` resumes after the last
-flow written. Unreadable frames are reported by index at the end (exit code 1); the flows of every
-other pair are kept. ``--format reynolds-rgb`` writes ReynoldsFlow+ images (|v_o|, |v_r|, grey frame:
-a motion feature for downstream detectors) and implies ``--method reynolds``.
+length of video works in bounded memory. A second run with the same ``--out`` resumes the run (an
+interrupted one where it stopped, with the same results as an uninterrupted run) and refuses a run
+with other options (``--no-resume`` starts over). Frames that cannot be used (undecodable, another
+size) are reported by index and file at the end (exit code 1); the flows of every other pair are
+kept. ``--format reynolds-rgb`` writes ReynoldsFlow+ images (|v_o|, |v_r|, grey frame: a motion
+feature for downstream detectors) and implies ``--method reynolds``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import sys
 from pathlib import Path
 
 from motionflow.errors import FormatError
+
+from .options import add_progress_flags, positive_int
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -28,17 +32,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
     p.add_argument("--method", default=None, help="registered optical-flow method (default: classical; see `motionflow list`)")
     p.add_argument("--checkpoint", default=None, metavar="PATH", help="checkpoint for learned methods")
-    p.add_argument("--iters", type=int, default=None, help="refinement iterations for iterative networks")
+    p.add_argument("--iters", type=positive_int, default=None, help="refinement iterations for iterative networks")
     p.add_argument("--preset", default=None, choices=("fast", "default", "accurate"), help="classical preset (default: default)")
     p.add_argument("--format", dest="fmt", default="flo", choices=("flo", "png", "npz", "reynolds-rgb"),
                    help="flo (Middlebury), png (KITTI 16-bit), npz, or reynolds-rgb (ReynoldsFlow+ PNGs)")
     p.add_argument("--viz", action="store_true", help="also write a colour PNG per flow into DIR/viz")
     p.add_argument("--preview", action="store_true", help="also write DIR/preview.mp4 (flow colours with the colour-wheel legend)")
-    p.add_argument("--max-size", type=int, default=None, metavar="PX",
+    p.add_argument("--max-size", type=positive_int, default=None, metavar="PX",
                    help="process frames downscaled to this longer side; flows are scaled back to full size")
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda")
-    p.add_argument("--no-resume", action="store_true", help="recompute flows that already exist in DIR")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-resume", action="store_true",
+                   help="start over: recompute every flow in DIR (a resume with other options is refused)")
+    add_progress_flags(p)
     return p
 
 
@@ -71,9 +76,20 @@ def _jobs(inputs: list[str], out: Path) -> list[tuple[object, Path]]:
     return [(p, out / p.stem) for p in paths]
 
 
+def _skipped_frames(source, report, shown: int = 3) -> str:
+    """One line: which frames had no flow and why (the first ``shown``; the report has them all)."""
+    where = f"{len(source)} image files" if isinstance(source, list) else str(source)
+    items = [f"index {i} ({why})" for i, why in report.problems.items()]
+    more = f"; and {len(items) - shown} more (see {report.out / 'estimate_report.json'})" if len(items) > shown else ""
+    return (f"{where}: {len(items)} frame{'s' if len(items) > 1 else ''} skipped: {'; '.join(items[:shown])}{more}; "
+            f"the flows of all other pairs are in {report.out}")
+
+
 def run(args: argparse.Namespace) -> int:
     from motionflow.errors import UnknownNameError
     from motionflow.inference import process_video
+
+    from .options import show_progress
 
     method = args.method or ("reynolds" if args.fmt == "reynolds-rgb" else "classical")
     if args.fmt == "reynolds-rgb" and method != "reynolds":
@@ -94,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
             preview=args.preview,
             max_size=args.max_size,
             resume=not args.no_resume,
-            progress=not args.no_progress,
+            progress=show_progress(args),
             checkpoint=args.checkpoint,
             iters=args.iters,
             device=args.device,
@@ -105,10 +121,6 @@ def run(args: argparse.Namespace) -> int:
             f"{report.frames} frames read in {report.seconds:.1f} s ({report.fps:.2f} frames/s)"
         )
         if report.unreadable:
-            print(
-                f"motionflow estimate: error: {source}: unreadable frames at index "
-                f"{', '.join(map(str, report.unreadable))}; flows of all other pairs were written to {out}",
-                file=sys.stderr,
-            )
+            print(f"motionflow estimate: error: {_skipped_frames(source, report)}", file=sys.stderr)
             status = 1
     return status

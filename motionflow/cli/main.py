@@ -6,7 +6,8 @@ Each subcommand lives in its own module of this package and exposes two function
 * ``run(args) -> int`` does the work and returns the exit code.
 
 Exit codes: 0 ok, 1 failure (a :class:`~motionflow.errors.MotionflowError` or an I/O error, printed
-as one line on stderr), 2 bad usage (argparse errors, unknown method or dataset names).
+as one line on stderr), 2 bad usage (argparse errors, unknown method or dataset names), 130
+interrupted (Ctrl-C; one line, no traceback: 128 + SIGINT, as shells report it).
 """
 
 from __future__ import annotations
@@ -29,8 +30,16 @@ COMMANDS = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad usage is one line on stderr (exit 2) that points to ``--help``, not the whole usage block.
+    Subcommand parsers are of this class too (``add_subparsers`` uses the parent's class)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="motionflow",
         description="Estimate and evaluate motion: multi-frame optical flow for video, scene flow for lidar.",
     )
@@ -49,7 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # bad usage (2, one line), --help / --version (0): a code, also in-process
+        return exc.code if isinstance(exc.code, int) else 2
     if getattr(args, "_run", None) is None:
         parser.print_help(sys.stderr)
         return 2
@@ -63,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         print(f"motionflow {args.command}: interrupted", file=sys.stderr)
-        return 1
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

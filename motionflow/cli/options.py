@@ -1,4 +1,4 @@
-"""``KEY=VALUE`` command-line options (``motionflow eval --method-option``, ``motionflow sceneflow --method-option``)."""
+"""Command-line option helpers: ``KEY=VALUE`` options (``--method-option``), positive integers, progress flags."""
 
 from __future__ import annotations
 
@@ -25,3 +25,37 @@ def parse_key_values(items: Iterable[str], flag: str) -> dict:
         except (ValueError, SyntaxError):
             out[key] = value  # a plain string
     return out
+
+
+def positive_int(text: str) -> int:
+    """argparse ``type=`` for counts and sizes that must be >= 1 (``--max-size``, ``--max-points``...):
+    ``0`` or ``-3`` is bad usage (exit 2), with a message that says what was expected."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, found {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer (>= 1), found {value}")
+    return value
+
+
+def add_progress_flags(parser) -> None:
+    """``--progress`` / ``--quiet``: a progress bar on stderr by default when stderr is a terminal."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--progress", action="store_true", default=None,
+                       help="show progress bars even when stderr is not a terminal")
+    group.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true",
+                       help="no progress bars (default when stderr is not a terminal)")
+
+
+def show_progress(args) -> bool:
+    """Whether to draw progress bars: ``--progress``, else not ``--quiet`` and stderr is a terminal."""
+    import sys
+
+    if getattr(args, "progress", None):
+        return True
+    if getattr(args, "quiet", False):
+        return False
+    return bool(getattr(sys.stderr, "isatty", lambda: False)())

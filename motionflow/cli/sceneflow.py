@@ -13,6 +13,8 @@ import json
 
 import numpy as np
 
+from .options import add_progress_flags, positive_int
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     from motionflow.registry import SCENE_FLOW_METHODS
@@ -23,8 +25,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("pc1", help="first sweep (.bin .npy .npz .pcd .ply .feather)")
     p.add_argument("pc2", help="second sweep")
     p.add_argument("--out", required=True, help="output .npz (keys flow, pc1, valid, ...)")
-    p.add_argument("--method", default=DEFAULT_METHOD, choices=sorted(SCENE_FLOW_METHODS), help=f"default: {DEFAULT_METHOD}")
-    p.add_argument("--max-points", type=int, default=None,
+    # checked in run() (one line, exit 2), not with choices= (argparse would print the whole usage first)
+    p.add_argument("--method", default=DEFAULT_METHOD,
+                   help=f"one of {', '.join(sorted(SCENE_FLOW_METHODS))} (default: {DEFAULT_METHOD})")
+    p.add_argument("--max-points", type=positive_int, default=None,
                    help="fit on at most N points per cloud; flow is still returned for every pc1 point")
     p.add_argument("--ground", choices=["none", "height", "ransac"], default="none",
                    help="ground removal before estimation (removed points get --fill)")
@@ -40,14 +44,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "or a method that estimates the ego motion itself: rigid, rigid+nsfp)")
     p.add_argument("--compensate-ego", action="store_true",
                    help="estimate the ego motion by robust ICP and the flow as ego flow + residual")
-    p.add_argument("--iters", type=int, default=None, help="maximum optimiser iterations")
+    p.add_argument("--iters", type=positive_int, default=None, help="maximum optimiser iterations")
     p.add_argument("--patience", type=int, default=None, help="early-stopping patience (iterations)")
-    p.add_argument("--check-every", type=int, default=None, help="check the loss every K iterations")
+    p.add_argument("--check-every", type=positive_int, default=None, help="check the loss every K iterations")
     p.add_argument("--method-option", action="append", default=[], metavar="KEY=VALUE",
                    help="method option (repeatable), e.g. --method-option voxel_size=0.2 --method-option lr=0.01")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     p.add_argument("--key1", default=None, help="array name in an .npz pc1 (default pc1/pos1/points)")
     p.add_argument("--key2", default=None, help="array name in an .npz pc2 (default pc2/pos2/points)")
     p.add_argument("--viz", default=None, metavar="PNG",
@@ -56,29 +60,36 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--view", choices=["bev", "side"], default="bev", help="--viz: bird's-eye (default) or side view")
     p.add_argument("--rerun", default=None, metavar="FILE.rrd",
                    help="write a Rerun recording: both clouds, flow arrows, clusters (needs rerun-sdk)")
-    p.add_argument("--progress", action="store_true", help="show a progress bar")
+    add_progress_flags(p)
     return p
 
 
 def _read(path, key, default_keys):
     from motionflow.io import read_points
+    from motionflow.io.points import read_npz_key
 
     if key is None and str(path).endswith(".npz"):
-        with np.load(path, allow_pickle=False) as z:
-            for k in default_keys:
-                if k in z.files:
-                    key = k
-                    break
-    return read_points(path, key=key)
+        key = read_npz_key(path, default_keys)[0]
+    points = read_points(path, key=key)
+    if len(points) == 0:
+        from motionflow.errors import FormatError
+
+        raise FormatError(f"{path}: expected a point cloud, found no points (an empty file or array)")
+    return points
 
 
 def run(args: argparse.Namespace) -> int:
-    from motionflow.errors import ShapeError
+    from motionflow.errors import ShapeError, UnknownNameError
     from motionflow.io import atomic_path
+    from motionflow.registry import SCENE_FLOW_METHODS
     from motionflow.sceneflow import RIGID_METHODS, estimate_scene_flow
 
-    from .options import parse_key_values
+    from .options import parse_key_values, show_progress
 
+    if args.method not in SCENE_FLOW_METHODS:
+        raise UnknownNameError(
+            f"--method: unknown scene-flow method {args.method!r}; valid choices: {', '.join(sorted(SCENE_FLOW_METHODS))}"
+        )
     try:
         method_options = parse_key_values(args.method_option, "--method-option")
     except ValueError as exc:
@@ -87,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         raise ShapeError(f"--fill rigid: method {args.method!r} needs --compensate-ego (the ego motion is the fill)")
     pc1 = _read(args.pc1, args.key1, ("pc1", "pos1", "points"))
     pc2 = _read(args.pc2, args.key2, ("pc2", "pos2", "points"))
-    options: dict = dict(method_options, seed=args.seed, device=args.device, progress=args.progress)
+    options: dict = dict(method_options, seed=args.seed, device=args.device, progress=show_progress(args))
     if args.threads:
         options["num_threads"] = args.threads
     if args.max_points is not None:

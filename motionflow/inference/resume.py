@@ -203,7 +203,7 @@ class Progress:
         complete: the run read its source to the end.
         warm_start: ``(1, 2, h, w)`` float32, the previous clip's last flow at processing resolution,
             or None (no warm start: a pairwise method, or a chain break before ``next``).
-        unreadable: indices of the unreadable frames before ``next``.
+        unreadable: ``{index: why}`` of the unreadable frames before ``next``.
         seconds: compute time of all sessions so far.
         sessions: sessions that worked on the run, this one included once it saved progress.
     """
@@ -211,7 +211,7 @@ class Progress:
     next: int = 0
     complete: bool = False
     warm_start: Optional[np.ndarray] = None
-    unreadable: list = field(default_factory=list)
+    unreadable: dict = field(default_factory=dict)
     seconds: float = 0.0
     sessions: int = 0
 
@@ -226,9 +226,9 @@ def read_progress(out: Path) -> Optional[Progress]:
             info = json.loads(str(z["progress"]))
             warm = np.array(z["warm_start"], dtype=np.float32) if "warm_start" in z.files else None
         return Progress(next=int(info["next"]), complete=bool(info["complete"]), warm_start=warm,
-                        unreadable=[int(i) for i in info["unreadable"]], seconds=float(info["seconds"]),
+                        unreadable={int(i): str(why) for i, why in info["unreadable"].items()}, seconds=float(info["seconds"]),
                         sessions=int(info["sessions"]))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise FormatError(
             f"{path}: expected the progress of an estimate run, found unreadable content ({exc}); "
             "rerun with --no-resume to recompute every flow"
@@ -239,7 +239,8 @@ def write_progress(out: Path, progress: Progress) -> None:
     """Replace ``out / STATE`` atomically with ``progress``."""
     from ..io import atomic_write_bytes
 
-    info = {k: getattr(progress, k) for k in ("next", "complete", "unreadable", "seconds", "sessions")}
+    info = {k: getattr(progress, k) for k in ("next", "complete", "seconds", "sessions")}
+    info["unreadable"] = {str(i): why for i, why in sorted(progress.unreadable.items())}
     arrays = {"progress": np.array(json.dumps(info))}
     if progress.warm_start is not None:
         arrays["warm_start"] = np.ascontiguousarray(progress.warm_start, dtype=np.float32)

@@ -38,7 +38,8 @@ class VideoReport:
         out: output folder.
         written: names of the flow files written by this session.
         skipped: pairs whose flow already existed (resumed; not recomputed).
-        unreadable: indices of the frames that could not be read, whole run (no flow touches them).
+        unreadable: indices of the frames that could not be used, whole run (no flow touches them).
+        problems: ``{index: why}`` for them (the file and the reason: undecodable, another size...).
         frames: frames read by this session.
         seconds: wall-clock time of this session.
         preview: path of the mp4 preview, or None.
@@ -52,6 +53,7 @@ class VideoReport:
     written: list = field(default_factory=list)
     skipped: int = 0
     unreadable: list = field(default_factory=list)
+    problems: dict = field(default_factory=dict)
     frames: int = 0
     seconds: float = 0.0
     preview: Optional[Path] = None
@@ -70,6 +72,7 @@ class VideoReport:
             "out": str(self.out),
             "written": self.total_flows,
             "unreadable_frames": list(self.unreadable),
+            "unreadable_reasons": {str(i): why for i, why in sorted(self.problems.items())},
             "frames": self.total_frames,
             "seconds": round(self.total_seconds, 3),
             "sessions": self.sessions,
@@ -151,7 +154,6 @@ class _Session:
 
     def __init__(self, src, out: Path, suffix: str, identity: dict, info: dict, resume: bool):
         self.src, self.out, self.suffix = src, out, suffix
-        self.bad: list[int] = []
         self.t0 = time.perf_counter()
         pairs = range(len(src) - 1)
         same = resume and check_manifest(out, identity, any(self.target(p).exists() for p in pairs))
@@ -173,9 +175,10 @@ class _Session:
     def target(self, index: int) -> Path:
         return self.out / f"{self.src.name(index)}{self.suffix}"
 
-    def unreadable(self) -> list:
-        """Unreadable frames of the whole run: the earlier sessions' before ``start``, and this one's."""
-        return sorted({i for i in self.prior.unreadable if i < self.start} | set(self.bad))
+    def unreadable(self) -> dict:
+        """``{index: why}`` of the whole run: the earlier sessions' before ``start``, and this one's."""
+        before = {i: why for i, why in self.prior.unreadable.items() if i < self.start}
+        return dict(sorted({**before, **self.src.problems}.items()))
 
     def save(self, next_index: int, warm, complete: Optional[bool] = None) -> None:
         """Save the progress at a clip boundary (``stream_flow``'s ``on_clip``), or at the end."""
@@ -188,7 +191,8 @@ class _Session:
     def finish(self, report: VideoReport, last_index: int) -> None:
         """Mark the run finished and put its totals into ``report``."""
         self.save(max(last_index, 0), None, complete=True)
-        report.unreadable = self.unreadable()
+        report.problems = self.unreadable()
+        report.unreadable = list(report.problems)
         report.total_flows = len(flow_files(self.src, self.out, self.suffix))
         report.total_frames = max(len(self.src), last_index + 1)
         report.total_seconds = self.prior.seconds + report.seconds
@@ -245,6 +249,8 @@ def process_video(
     if max_size is not None and (isinstance(max_size, bool) or not isinstance(max_size, numbers.Integral) or max_size < 1):
         raise ShapeError(f"max_size: expected a positive number of pixels for the longer side, found {max_size!r}")
     src, out, suffix = FrameSource(source), Path(out), FLOW_FORMATS[fmt]
+    if len(src) < 2 and (src.files is not None or len(src) == 1):  # a video's count 0 means unknown
+        raise FormatError(f"{src.path or src.files[0]}: expected at least 2 frames, found {len(src)}")
     _check_names(src, out, lambda i: out / f"{src.name(i)}{suffix}")
     m = build_method(method, checkpoint=checkpoint, iters=iters, device=device, **options)
     identity = run_identity(m, src, fmt, max_size, viz)
@@ -268,14 +274,16 @@ def process_video(
 
     try:
         extras = ("v_o", "v_r") if fmt == "reynolds-rgb" else ()
-        for index, frame, flow, *more in stream_flow(frames(), m, max_size=max_size, on_bad_frame=run.bad.append,
-                                                     warm_start=run.warm_start, on_clip=run.save, extras=extras):
+        for index, frame, flow, *more in stream_flow(frames(), m, max_size=max_size, warm_start=run.warm_start,
+                                                     on_clip=run.save, extras=extras):
             viz_path = out / "viz" / f"{src.name(index)}.png" if viz else None
             _write_outputs(run.target(index), flow, frame, fmt, viz_path, *more)
             report.written.append(run.target(index).name)
     finally:
         bar.close()
         report.seconds = time.perf_counter() - run.t0
+    if max(len(src), last[0] + 1) < 2:
+        raise FormatError(f"{src.path}: expected at least 2 frames, found {last[0] + 1}")
     run.finish(report, last[0])
     if preview:
         report.preview = write_preview(src, out, suffix, src.fps or 10.0, images=fmt == "reynolds-rgb")

@@ -18,8 +18,13 @@ and keep the labels aligned (see :func:`finite_rows`).
 from __future__ import annotations
 
 import io as _io
+import os
+import re
+import sys
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import numpy as np
 
@@ -134,17 +139,48 @@ def read_npz_key(path, keys) -> tuple[str, np.ndarray]:
         raise FormatError(f"{path}: expected one of the keys {list(keys)}, found keys {sorted(data.files)}")
 
 
+@contextmanager
+def _native_output() -> Iterator[list]:
+    """Send what native code writes to the process's stdout and stderr (file descriptors 1 and 2)
+    into a temporary file for the duration of the block; the list it yields then holds that text.
+
+    open3d reports a failed read only as ``[Open3D WARNING]`` lines on stdout (and its PLY parser as
+    ``RPly: ...`` lines on stderr) and returns what it got, e.g. a truncated PLY's garbage points.
+    """
+    captured: list = []
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        saved = (os.dup(1), os.dup(2))
+    except (OSError, ValueError, AttributeError):  # no such descriptors (embedded interpreters)
+        yield captured
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 1)
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+            tmp.seek(0)
+            captured.append(tmp.read().decode("utf-8", "replace"))
+
+
 def _read_open3d(path) -> np.ndarray:
     o3d = require_open3d()
     path = existing_file(path)
-    cloud = o3d.io.read_point_cloud(str(path))
-    pts = np.asarray(cloud.points, dtype=np.float32)
-    if len(pts) == 0:
-        raise FormatError(
-            f"{path}: expected a point cloud with at least one point, open3d read none "
-            "(empty or malformed file)"
-        )
-    return pts
+    with _native_output() as output:
+        cloud = o3d.io.read_point_cloud(str(path))
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in "".join(output).splitlines()]
+    failures = [line for line in lines if "fail" in line.lower() or line.startswith("RPly")]
+    if failures or len(cloud.points) == 0:
+        why = failures[0] if failures else "empty or malformed file"
+        raise FormatError(f"{path}: expected a point cloud with at least one point, found "
+                          f"{'none' if len(cloud.points) == 0 else 'a damaged file'} (open3d: {why})")
+    return np.asarray(cloud.points, dtype=np.float32)
 
 
 def read_points(path, key: Optional[str] = None, *, intensity: bool = False):

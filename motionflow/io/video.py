@@ -15,6 +15,7 @@ OpenCV (``opencv-python-headless``) and PyAV (``av``, the writer's H.264 encoder
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
@@ -38,6 +39,11 @@ FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".ppm", ".bmp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 
 _NUM = re.compile(r"(\d+)")
+
+# A damaged video is reported frame by frame (FrameSource.problems), not by thousands of FFmpeg decoder
+# lines on stderr: OpenCV reads OPENCV_FFMPEG_LOGLEVEL (-8 = AV_LOG_QUIET) once, when it first opens a
+# video, so it is set when this module is imported. A value the user set is kept.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 
 def _natural_key(path: Path) -> tuple:
@@ -83,11 +89,15 @@ class FrameSource:
         kind: ``"video"`` or ``"images"``.
         files: the image files (``images`` only), else None.
         fps: frames per second of a video (None for images).
+        problems: ``{index: why}`` for every unreadable frame met so far, ``why`` naming the file (or
+            the frame of a video) and the reason, e.g. ``"b.png: size 48x32 differs from the first
+            frame's 96x64 (a.png)"``.
     """
 
     def __init__(self, source: Union[str, Path, Sequence[Union[str, Path]]]):
         self.files: Optional[list[Path]] = None
         self.fps: Optional[float] = None
+        self.problems: dict[int, str] = {}
         if isinstance(source, (list, tuple)):
             if not source:
                 raise FormatError("source: expected at least one image file, found an empty list")
@@ -151,21 +161,29 @@ class FrameSource:
             raise ShapeError(f"errors: expected 'raise' or 'yield', found {errors!r}")
         if start < 0:
             raise ShapeError(f"start: expected a non-negative frame index, found {start}")
-        size = None
+        size = first = None
         gen = self._iter_images(start) if self.files is not None else self._iter_video(start)
         for index, frame, why in gen:
             if frame is not None:
                 if size is None:
-                    size = frame.shape
+                    size, first = frame.shape, index
                 elif frame.shape != size:
-                    why = f"size {frame.shape[1]}x{frame.shape[0]} differs from the first frame's {size[1]}x{size[0]}"
+                    why = (f"size {frame.shape[1]}x{frame.shape[0]} differs from the first frame's "
+                           f"{size[1]}x{size[0]} ({self._label(first)})")
                     frame = None
             if frame is None:
+                self.problems[index] = f"{self._label(index)}: {why}"
                 if errors == "raise":
                     raise FormatError(f"{self._where(index)}: frame {index} is unreadable ({why})")
                 yield index, None
             else:
                 yield index, frame
+
+    def _label(self, index: int) -> str:
+        """Frame ``index`` in messages: its file name, or ``frame N`` of a video."""
+        if self.files is not None and index < len(self.files):
+            return self.files[index].name
+        return f"frame {index}"
 
     def _where(self, index: int) -> str:
         if self.files is not None and index < len(self.files):

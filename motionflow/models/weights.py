@@ -136,6 +136,13 @@ def read_checkpoint(path: Union[str, Path], allow_pickle: bool = False, safe_glo
         # a readable file that pickles Python objects, anything else is a corrupt / foreign file
         text = str(exc)
         if "Unsupported global" not in text:
+            with open(path, "rb") as fh:
+                head = fh.read(12)
+            if not head.startswith((b"PK", b"\x80")):  # neither a zip archive nor a (legacy) pickle
+                raise CheckpointError(
+                    f"{what} {str(path)!r} is not a torch file (expected a zip archive written by torch.save, "
+                    f"found {path.stat().st_size} bytes starting {head!r})"
+                ) from exc
             raise CheckpointError(f"{what} {str(path)!r} is not a readable torch file ({_first_line(text)})") from exc
         if allow_pickle:  # the caller said it trusts this file
             try:
@@ -258,13 +265,43 @@ def load_checkpoint(
     sd, wrappers, prefixes = unwrap_state_dict(raw, name)
     target = model.state_dict()
     aliases = dict(aliases or {})
-    unused = set(unused_keys)
-    if key_map is None:
-        key_map = {k: k for k in target}
-    key_map = dict(key_map)
+    key_map = dict({k: k for k in target} if key_map is None else key_map)
+    problems = _key_map_problems(key_map, target, aliases)
+    match = _match_keys(sd, key_map, target, aliases, set(unused_keys))
+    missing = [mk for ck, mk in key_map.items() if mk in target and ck not in sd]
+    unloaded = sorted(set(target) - set(key_map.values()))
+    for label, items in (("missing keys", missing), ("model keys no checkpoint key maps to", unloaded),
+                         ("unexpected keys", match.unexpected), ("shape mismatches", match.shape_errors),
+                         ("dtype kind mismatches", match.dtype_errors)):
+        if items:
+            problems.append(f"{label} ({len(items)}): {items}")
+    if problems:
+        raise CheckpointError(
+            f"checkpoint {name} does not match {type(model).__name__}: " + "; ".join(problems)
+        )
 
+    # cast floating tensors to the model's dtype (fp16 checkpoints into an fp32 model and back)
+    mapped = match.mapped
+    for mk, tensor in mapped.items():
+        if tensor.dtype != target[mk].dtype:
+            mapped[mk] = tensor.to(target[mk].dtype)
+    model.load_state_dict(mapped, strict=True)
+    return LoadReport(
+        source=name,
+        wrappers=wrappers,
+        prefixes=prefixes,
+        loaded=len(mapped),
+        aliases=match.used_aliases,
+        aliases_differing=match.differing,
+        aliases_absent=[a for a, c in aliases.items() if a not in sd and c in sd],
+        unused=match.dropped,
+    )
+
+
+def _key_map_problems(key_map: dict, target: Mapping, aliases: dict) -> list:
+    """What is wrong with the key map itself: targets that are not model keys, several checkpoint keys
+    sent to one model key, aliases of keys the map does not load."""
     problems: list = []
-    # the map itself must be sound
     bad_targets = sorted(v for v in key_map.values() if v not in target)
     if bad_targets:
         problems.append(f"key_map targets that are not keys of the model: {bad_targets}")
@@ -277,10 +314,26 @@ def load_checkpoint(
     for alias, canonical in aliases.items():
         if canonical not in key_map:
             problems.append(f"alias {alias!r} points to {canonical!r}, which the key_map does not load")
+    return problems
 
-    mapped: "OrderedDict[str, torch.Tensor]" = OrderedDict()
-    unexpected, shape_errors, dtype_errors = [], [], []
-    used_aliases, differing, dropped = {}, [], []
+
+@dataclass
+class _KeyMatch:
+    """How the checkpoint's keys met the key map (:func:`_match_keys`)."""
+
+    mapped: "OrderedDict[str, torch.Tensor]" = field(default_factory=OrderedDict)
+    unexpected: list = field(default_factory=list)
+    shape_errors: list = field(default_factory=list)
+    dtype_errors: list = field(default_factory=list)
+    used_aliases: dict = field(default_factory=dict)
+    differing: list = field(default_factory=list)
+    dropped: list = field(default_factory=list)
+
+
+def _match_keys(sd: Mapping, key_map: dict, target: Mapping, aliases: dict, unused: set) -> _KeyMatch:
+    """Send every checkpoint key to its model key (shape and dtype kind checked), consume aliases
+    (shape checked against their canonical key), drop known unused keys, collect the rest."""
+    m = _KeyMatch()
     for ck, tensor in sd.items():
         if ck in key_map:
             mk = key_map[ck]
@@ -288,61 +341,28 @@ def load_checkpoint(
                 continue  # already reported as a bad target
             want = target[mk]
             if tuple(tensor.shape) != tuple(want.shape):
-                shape_errors.append(f"{ck}: checkpoint {tuple(tensor.shape)} vs model {mk} {tuple(want.shape)}")
+                m.shape_errors.append(f"{ck}: checkpoint {tuple(tensor.shape)} vs model {mk} {tuple(want.shape)}")
             elif tensor.is_floating_point() != want.is_floating_point():
-                dtype_errors.append(f"{ck}: checkpoint {tensor.dtype} vs model {mk} {want.dtype}")
+                m.dtype_errors.append(f"{ck}: checkpoint {tensor.dtype} vs model {mk} {want.dtype}")
             else:
-                mapped[mk] = tensor
+                m.mapped[mk] = tensor
         elif ck in aliases:
             canonical = aliases[ck]
             if canonical not in sd:
                 continue  # the canonical key is then reported missing
             if tuple(tensor.shape) != tuple(sd[canonical].shape):
-                shape_errors.append(
+                m.shape_errors.append(
                     f"{ck} (alias of {canonical}): {tuple(tensor.shape)} vs {tuple(sd[canonical].shape)}"
                 )
                 continue
-            used_aliases[ck] = canonical
+            m.used_aliases[ck] = canonical
             if not torch.equal(tensor, sd[canonical]):
-                differing.append(ck)
+                m.differing.append(ck)
         elif ck in unused:
-            dropped.append(ck)
+            m.dropped.append(ck)
         else:
-            unexpected.append(ck)
-    missing = [mk for ck, mk in key_map.items() if mk in target and ck not in sd]
-    unloaded = sorted(set(target) - set(key_map.values()))
-    missing_aliases = [a for a, c in aliases.items() if a not in sd and c in sd]
-
-    if missing:
-        problems.append(f"missing keys ({len(missing)}): {missing}")
-    if unloaded:
-        problems.append(f"model keys no checkpoint key maps to ({len(unloaded)}): {unloaded}")
-    if unexpected:
-        problems.append(f"unexpected keys ({len(unexpected)}): {unexpected}")
-    if shape_errors:
-        problems.append(f"shape mismatches ({len(shape_errors)}): {shape_errors}")
-    if dtype_errors:
-        problems.append(f"dtype kind mismatches ({len(dtype_errors)}): {dtype_errors}")
-    if problems:
-        raise CheckpointError(
-            f"checkpoint {name} does not match {type(model).__name__}: " + "; ".join(problems)
-        )
-
-    # cast floating tensors to the model's dtype (fp16 checkpoints into an fp32 model and back)
-    for mk, tensor in mapped.items():
-        if tensor.dtype != target[mk].dtype:
-            mapped[mk] = tensor.to(target[mk].dtype)
-    model.load_state_dict(mapped, strict=True)
-    return LoadReport(
-        source=name,
-        wrappers=wrappers,
-        prefixes=prefixes,
-        loaded=len(mapped),
-        aliases=used_aliases,
-        aliases_differing=differing,
-        aliases_absent=missing_aliases,
-        unused=dropped,
-    )
+            m.unexpected.append(ck)
+    return m
 
 
 def no_checkpoint_error(method: str) -> CheckpointError:

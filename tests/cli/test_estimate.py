@@ -120,10 +120,12 @@ def test_corrupt_frame_in_the_middle(tmp_path, clip, capsys):
                "--no-progress"])
     assert rc == 1
     err = capsys.readouterr().err
-    assert "unreadable frames at index 2" in err
+    assert "1 frame skipped: index 2 (frame_0003.png: OpenCV cannot decode the image)" in err
     # pairs (0,1) and (3,4) survive; the two pairs touching frame index 2 have no flow
     assert sorted(p.name for p in out.glob("*.npz")) == ["frame_0001.npz", "frame_0004.npz"]
-    assert json.loads((out / "estimate_report.json").read_text())["unreadable_frames"] == [2]
+    report = json.loads((out / "estimate_report.json").read_text())
+    assert report["unreadable_frames"] == [2]
+    assert report["unreadable_reasons"] == {"2": "frame_0003.png: OpenCV cannot decode the image"}
 
 
 def test_image_file_inputs_and_usage_errors(tmp_path, clip, capsys):
@@ -368,3 +370,48 @@ def test_another_checkpoint_is_another_run():
         a.iters = 12
         with pytest.raises(FormatError, match=r"method\.iters: 32 -> 12"):
             check_manifest(Path(d), {"method": describe(a)}, has_outputs=True)
+
+
+def test_ctrl_c_exits_130_with_one_line(tmp_path, clip, capsys, monkeypatch):
+    from motionflow.inference import video
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    _write_frames(tmp_path / "frames", clip)
+    monkeypatch.setattr(video, "process_video", interrupted)
+    assert main(["estimate", str(tmp_path / "frames"), "--out", str(tmp_path / "out")]) == 130
+    assert capsys.readouterr().err == "motionflow estimate: interrupted\n"
+
+
+@pytest.mark.parametrize("flags, tty, shown", [
+    ([], True, True), ([], False, False), (["--quiet"], True, False), (["--no-progress"], True, False),
+    (["--progress"], False, True),
+])
+def test_progress_on_a_terminal_by_default(monkeypatch, flags, tty, shown):
+    import argparse
+    import sys
+
+    from motionflow.cli.options import add_progress_flags, show_progress
+
+    parser = argparse.ArgumentParser()
+    add_progress_flags(parser)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: tty, raising=False)
+    assert show_progress(parser.parse_args(flags)) is shown
+
+
+def test_sceneflow_optimisation_shows_progress_on_a_terminal(tmp_path, capsys, monkeypatch):
+    """nsfp's optimisation loop draws a tqdm bar when stderr is a terminal (nothing asked for it)."""
+    import sys
+
+    from motionflow.io import write_points
+
+    pts = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
+    write_points(tmp_path / "a.npy", pts)
+    write_points(tmp_path / "b.npy", pts + np.float32([0.05, 0, 0]))
+    args = ["sceneflow", str(tmp_path / "a.npy"), str(tmp_path / "b.npy"), "--method", "nsfp", "--iters", "3"]
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    assert main([*args, "--out", str(tmp_path / "f.npz")]) == 0
+    assert "3/3" in capsys.readouterr().err
+    assert main([*args, "--out", str(tmp_path / "g.npz"), "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
