@@ -209,15 +209,26 @@ def train(
             dist.destroy_process_group()
 
 
-def _train(cfg, trainer, frames, out, device, info, resume, stop_at, callback, ClipSampler, build_mixture):
-    from ..models import create_model, load_official_checkpoint
+@dataclass
+class _Run:
+    """The model and its optimisation state, built (or restored) by :func:`_build_run`."""
 
-    state = None
-    if resume:
-        state = load_training_state(out)
-        _check_resume_config(state["config"], cfg)
-    elif (out / "train_state.pt").exists():
-        raise CheckpointError(f"out: {str(out)!r} already holds a run (train_state.pt); pass resume=True / --resume, or a new folder")
+    model: torch.nn.Module
+    net: torch.nn.Module  # the model, or its DistributedDataParallel wrapper
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    scaler: Optional[object]
+    amp: bool
+    train_mode: Callable[[], None]
+    start: int = 0
+    window: dict = field(default_factory=dict)
+
+
+def _build_run(cfg: TrainConfig, trainer, frames: int, device, info: DistInfo, state: Optional[dict]) -> _Run:
+    """Seed, build the network (optionally from ``init_checkpoint``), wrap it for DDP, make AdamW +
+    OneCycleLR (+ GradScaler on CUDA), and restore a resumed ``state`` (weights, optimiser, schedule,
+    scaler, RNG streams, step, log window), in the order that keeps the RNG streams of a fresh run."""
+    from ..models import create_model, load_official_checkpoint
 
     _seed_everything(cfg.seed)
     model = create_model(cfg.model, **cfg.model_options)
@@ -252,9 +263,7 @@ def _train(cfg, trainer, frames, out, device, info, resume, stop_at, callback, C
     )
     amp = bool(cfg.mixed_precision and device.type == "cuda")
     scaler = torch.amp.GradScaler("cuda", enabled=amp) if device.type == "cuda" else None
-
-    start = 0
-    window = {}
+    run = _Run(model, net, optimizer, scheduler, scaler, amp, train_mode)
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -262,8 +271,69 @@ def _train(cfg, trainer, frames, out, device, info, resume, stop_at, callback, C
         if scaler is not None and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"])
-        start = int(state["step"])
-        window = dict(state.get("window") or {})
+        run.start = int(state["step"])
+        run.window = dict(state.get("window") or {})
+    return run
+
+
+def _optimizer_step(cfg: TrainConfig, trainer, run: _Run, batch: dict, device) -> tuple:
+    """One step (module docstring, 2-4); returns ``(loss, metric sums, gradient norm before clipping, lr)``."""
+    batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    run.optimizer.zero_grad(set_to_none=True)
+    autocast = torch.autocast("cuda", dtype=torch.float16) if run.amp else contextlib.nullcontext()
+    with autocast:
+        pred = trainer.forward(run.net, batch["frames"], cfg.iters)
+    keep, gt, valid = select_targets(pred.targets, batch["flow"], batch["valid"], batch.get("backward"), batch.get("backward_valid"))
+    its = [p[:, keep].float() for p in pred.iterations]
+    loss, sums = sequence_loss(its, gt, valid, cfg.gamma, cfg.max_flow, trainer.flow_reduction)
+    if run.scaler is not None:
+        run.scaler.scale(loss).backward()
+        run.scaler.unscale_(run.optimizer)
+    else:
+        loss.backward()
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.clip))
+    lr = run.scheduler.get_last_lr()[0]
+    if run.scaler is not None:
+        run.scaler.step(run.optimizer)
+    else:
+        run.optimizer.step()
+    run.scheduler.step()
+    if run.scaler is not None:
+        run.scaler.update()
+    return loss, sums, grad_norm, lr
+
+
+def _add_to_window(window: dict, loss: float, grad_norm: float, metrics: dict, lr: float) -> None:
+    """Accumulate one step into the log window (its means make the next ``log.csv`` row)."""
+    window["n_steps"] = window.get("n_steps", 0) + 1
+    window["loss"] = window.get("loss", 0.0) + loss
+    window["grad_norm"] = window.get("grad_norm", 0.0) + grad_norm
+    for k in METRIC_NAMES:
+        window[k] = window.get(k, 0.0) + metrics[k]
+    window["lr"] = lr
+
+
+def _window_row(window: dict, step: int, seconds: float) -> dict:
+    n = window["n_steps"]
+    return {"step": step, "lr": window["lr"], "loss": window["loss"] / n, "grad_norm": window["grad_norm"] / n,
+            **{k: window[k] / n for k in METRIC_NAMES}, "seconds": seconds}
+
+
+def _resume_state(out: Path, cfg: TrainConfig, resume: bool) -> Optional[dict]:
+    """The state to resume from (its config checked against ``cfg``), or None for a fresh run in an
+    empty ``out``."""
+    if resume:
+        state = load_training_state(out)
+        _check_resume_config(state["config"], cfg)
+        return state
+    if (out / "train_state.pt").exists():
+        raise CheckpointError(f"out: {str(out)!r} already holds a run (train_state.pt); pass resume=True / --resume, or a new folder")
+    return None
+
+
+def _train(cfg, trainer, frames, out, device, info, resume, stop_at, callback, ClipSampler, build_mixture):
+    run = _build_run(cfg, trainer, frames, device, info, _resume_state(out, cfg, resume))
+    model, start, window = run.model, run.start, run.window
 
     mixture = build_mixture(
         cfg.dataset, cfg.root, frames, tuple(cfg.crop), augment=cfg.augment, roots=cfg.roots,
@@ -297,53 +367,21 @@ def _train(cfg, trainer, frames, out, device, info, resume, stop_at, callback, C
     def checkpoint(at: int):
         if info.is_main:
             # the log window in progress is part of the state, so a resumed run logs the same means
-            save_training_state(out, at, model, optimizer, scheduler, scaler, cfg.to_dict(), cfg.model,
+            save_training_state(out, at, model, run.optimizer, run.scheduler, run.scaler, cfg.to_dict(), cfg.model,
                                 extra={"window": dict(window)})
-        if info.world_size > 1:
-            import torch.distributed as dist
-
-            dist.barrier()
+        _barrier(info)
 
     for batch in loader:
-        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-        optimizer.zero_grad(set_to_none=True)
-        autocast = torch.autocast("cuda", dtype=torch.float16) if amp else contextlib.nullcontext()
-        with autocast:
-            pred = trainer.forward(net, batch["frames"], cfg.iters)
-        keep, gt, valid = select_targets(pred.targets, batch["flow"], batch["valid"], batch.get("backward"), batch.get("backward_valid"))
-        its = [p[:, keep].float() for p in pred.iterations]
-        loss, sums = sequence_loss(its, gt, valid, cfg.gamma, cfg.max_flow, trainer.flow_reduction)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-        else:
-            loss.backward()
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip))
-        lr = scheduler.get_last_lr()[0]
-        if scaler is not None:
-            scaler.step(optimizer)
-        else:
-            optimizer.step()
-        scheduler.step()
-        if scaler is not None:
-            scaler.update()
+        loss, sums, grad_norm, lr = _optimizer_step(cfg, trainer, run, batch, device)
         step += 1
-
         reduced = _reduce_sums({"loss": float(loss.detach()), **{f"m_{k}": v for k, v in sums.items()}}, info, device)
         metrics = metrics_from_sums({k[2:]: v for k, v in reduced.items() if k.startswith("m_")})
-        window["n_steps"] = window.get("n_steps", 0) + 1
-        window["loss"] = window.get("loss", 0.0) + reduced["loss"] / info.world_size
-        window["grad_norm"] = window.get("grad_norm", 0.0) + grad_norm
-        for k in METRIC_NAMES:
-            window[k] = window.get(k, 0.0) + metrics[k]
-        window["lr"] = lr
+        _add_to_window(window, reduced["loss"] / info.world_size, grad_norm, metrics, lr)
         bar.update(1)
         # log at the schedule's last step, not at a stop_at interruption: the window in progress is
         # saved with the state, so a resumed run logs exactly the rows of an uninterrupted one
         if step % cfg.log_every == 0 or step == cfg.max_steps:
-            n = window["n_steps"]
-            row = {"step": step, "lr": window["lr"], "loss": window["loss"] / n, "grad_norm": window["grad_norm"] / n,
-                   **{k: window[k] / n for k in METRIC_NAMES}, "seconds": time.perf_counter() - t_window}
+            row = _window_row(window, step, time.perf_counter() - t_window)
             window = {}
             t_window = time.perf_counter()
             history.append(row)
@@ -359,17 +397,21 @@ def _train(cfg, trainer, frames, out, device, info, resume, stop_at, callback, C
                 val_log.append(vrow)
                 bar.write(f"validation at step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in vrow.items() if k != "step"))
                 model.to(device)
-            train_mode()
-            if info.world_size > 1:
-                import torch.distributed as dist
-
-                dist.barrier()
+            run.train_mode()
+            _barrier(info)
         if step % cfg.checkpoint_every == 0 or step == end:
             checkpoint(step)
     bar.close()
     if step == start and info.is_main and not (out / "model.pth").exists():
         checkpoint(step)
     return TrainResult(out, out / "model.pth", step, history, validation)
+
+
+def _barrier(info: DistInfo) -> None:
+    if info.world_size > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
 
 
 def resume_config(out, **overrides) -> TrainConfig:
