@@ -25,7 +25,8 @@ Optical protocols (Sintel training / KITTI training, all metrics of :mod:`.optic
 
 Scene-flow protocols: ``nsfp`` (NSFP ``optimization.py``: 2048 random points per cloud, metrics on
 them, mean over samples), ``nsfp-dense`` (``--use_all_points``), ``fnsf`` (FastNSF: every point),
-``scoop`` (``evaluate_scoop.py``: KITTI_o every point, KITTI_s 8192 points, ``rel`` eps 1e-4), ``av2``
+``scoop`` (``evaluate_scoop.py``: the 35 m depth cut, KITTI_o every point, KITTI_s 8192 points, ``rel``
+eps 1e-4), ``av2``
 (the Argoverse 2 challenge: every point scored inside the eval mask, three-way and bucketed EPE, ego
 motion required; per method the preparation that makes it run on full sweeps) and ``scene`` (any other
 lidar set: every point, NSFP's metric code).
@@ -219,7 +220,8 @@ def _scene_protocols() -> dict:
             nsfp_script + " (--num_points 2048)", nsfp_sets, (), "sweep-pair", 2, metrics="nsfp",
             preparations=(("*", ScenePreparation(sample_points=2048, fill="nan")),),
             notes=("points are drawn uniformly; NSFP's Argoverse / nuScenes loaders draw 80 % of them from "
-                   "tracked objects (mask1_tracks_flow), which is not reproduced",)),
+                   "tracked objects (mask1_tracks_flow), which is not reproduced",
+                   "NSFP's KITTI numbers are on the sorted last 50 pairs: --split nsfp-test")),
         "nsfp-dense": Protocol(
             "nsfp-dense", "scene", "NSFP release sets, every point (--use_all_points), mean over samples",
             nsfp_script + " (--use_all_points)", nsfp_sets, (), "sweep-pair", 2, metrics="nsfp"),
@@ -228,11 +230,12 @@ def _scene_protocols() -> dict:
             "Lilac-Lee/FastNSF optimization.py + utils.scene_flow_metrics (copied from NSFP)",
             ("waymo-fnsf", "argoverse-nsfp"), (), "sweep-pair", 2, metrics="nsfp"),
         "scoop": Protocol(
-            "scoop", "scene", "SCOOP KITTI sets: KITTI_o every point, KITTI_s 8192 points, rel eps 1e-4",
-            "itailang/SCOOP evaluate_scoop.py (compute_epe_test)", ("kitti-sf-flownet3d", "kitti-sf-hplflownet"), (),
-            "sweep-pair", 2, metrics="scoop", rel_eps=SCOOP_REL_EPS,
+            "scoop", "scene", "SCOOP KITTI sets: 35 m depth cut, KITTI_o every point, KITTI_s 8192 points, rel eps 1e-4",
+            "itailang/SCOOP evaluate_scoop.py (compute_epe_test)", ("kitti-sf-flownet3d", "kitti-sf-hplflownet"),
+            (("max_depth", 35.0),), "sweep-pair", 2, metrics="scoop", rel_eps=SCOOP_REL_EPS,
             preparations=(("dataset:kitti-sf-hplflownet", ScenePreparation(sample_points=8192, fill="nan")),),
-            notes=("SCOOP's 8192 points are drawn independently per cloud with a fixed seed per sample",)),
+            notes=("SCOOP's 8192 points are drawn independently per cloud with a fixed seed per sample",
+                   "SCOOP's KITTI_t is --split scoop-test of kitti-sf-flownet3d (KITTI_o: all 150 pairs)")),
         "av2": Protocol(
             "av2", "scene", "Argoverse 2 challenge: every point in the eval mask, EPE 3-way and bucketed, ego motion",
             "argoverse/av2-api evaluation/scene_flow/eval.py + kylevedder/BucketedSceneFlowEval bucketed_epe.py",

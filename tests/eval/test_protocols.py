@@ -43,6 +43,10 @@ def test_default_protocol_of_each_dataset_and_method():
     assert default_protocol("scene", "kitti-sf-flownet3d", "scoop").name == "scoop"
     assert default_protocol("scene", "waymo-fnsf", "fnsf").name == "fnsf"
     assert default_protocol("scene", "pairs", "nn").name == "scene"
+    scoop = default_protocol("scene", "kitti-sf-hplflownet", "scoop")
+    assert scoop.options() == {"max_depth": 35.0} and scoop.rel_eps == 1e-4
+    assert scoop.preparation_for("scoop", "kitti-sf-hplflownet").sample_points == 8192
+    assert scoop.preparation_for("scoop", "kitti-sf-flownet3d").sample_points is None  # KITTI_o: every point
     mof = PROTOCOLS["sintel-videoflow-mof"]
     assert (mof.clip_frames, mof.clip_mode, mof.single_window) == (5, "windows", True)
     assert mof.options() == {"frames": 5, "clips": "windows", "step": 3, "repeat_first": 1, "scored_pairs": (1, 2, 3)}
