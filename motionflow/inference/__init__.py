@@ -1,6 +1,6 @@
 """Optical flow for clips and videos with any registered method.
 
-Two modules:
+Three modules:
 
 * :mod:`~motionflow.inference.clips` -- the clip engine: :func:`estimate_flow` (in-memory frames ->
   :class:`~motionflow.types.FlowPrediction`), :func:`run_method`, :func:`stream_flow`, :func:`iter_clips`,
@@ -8,7 +8,9 @@ Two modules:
 * :mod:`~motionflow.inference.video` -- the video-file job: :func:`process_video` (a video file, a
   folder of frames or image files -> one flow file per consecutive pair, streamed, resumable, with
   optional colour PNGs and an mp4 preview; ``motionflow estimate`` is a thin wrapper around it),
-  :class:`VideoReport`, :data:`FLOW_FORMATS`, :func:`write_preview`.
+  :class:`VideoReport`, :data:`FLOW_FORMATS`, :func:`write_preview`;
+* :mod:`~motionflow.inference.resume` -- the run manifest (what makes two runs the same) and the saved
+  progress (with the warm start) that make a resumed run bit-identical to an uninterrupted one.
 
 Names are imported lazily (``motionflow.lazy``): ``from motionflow.inference import estimate_flow`` works
 and imports torch only then.
