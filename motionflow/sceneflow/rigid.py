@@ -261,7 +261,8 @@ class RigidFlow(SceneFlowMethod):
                  bin_size: float = 0.1, thres_box: float = 0.1, thres_iou: float = 0.2, thres_error: float = 0.2,
                  hist_points: int = 500, icp_points: int = 2000, icp: str = "gicp", icp_distances: Sequence[float] = (0.4, 0.2, 0.1),
                  icp_iterations: int = 30, planar: bool = True, attach_ground: Optional[float] = 0.2,
-                 static_margin: Optional[float] = 0.01, compensate_ego: bool = True, **base):
+                 static_margin: Optional[float] = 0.01, clustering: str = "dbscan", compensate_ego: bool = True,
+                 **base):
         super().__init__(compensate_ego=compensate_ego, **base)
         if ground_removal not in GROUND_METHODS:
             raise UnknownNameError(
@@ -297,6 +298,11 @@ class RigidFlow(SceneFlowMethod):
         self.attach_ground = None if attach_ground is None else float(attach_ground)
         self.static_margin = None if static_margin is None else float(static_margin)
         self.planar = bool(planar)
+        from .clustering import CLUSTERING_METHODS
+
+        if clustering not in CLUSTERING_METHODS:
+            raise UnknownNameError(f"{self.name} clustering: expected one of {CLUSTERING_METHODS}, found {clustering!r}")
+        self.clustering = clustering
         self._last_ego: Optional[np.ndarray] = None
 
     # -- pieces ------------------------------------------------------------------------------------
@@ -427,9 +433,11 @@ class RigidFlow(SceneFlowMethod):
         matches: list[ClusterMatch] = []
         radius = self._search_radius()
         if c1.sum() >= self.min_cluster_size and c2.sum() >= self.min_cluster_size:
-            joint = cluster_points(np.concatenate([pc1[c1], pc2[c2]]), eps=self.eps, min_points=self.min_points,
+            # HDBSCAN's one size parameter is ICP-Flow's min_cluster_size; DBSCAN has its core threshold
+            core = self.min_points if self.clustering == "dbscan" else self.min_cluster_size
+            joint = cluster_points(np.concatenate([pc1[c1], pc2[c2]]), eps=self.eps, min_points=core,
                                    max_clusters=self.max_clusters, min_cluster_size=self.min_cluster_size,
-                                   voxel_size=self.cluster_voxel)
+                                   voxel_size=self.cluster_voxel, method=self.clustering)
             labels1[c1] = joint[: c1.sum()]
             labels2[c2] = joint[c1.sum():]
             u1 = set(np.unique(labels1[labels1 >= 0]).tolist())

@@ -129,3 +129,33 @@ def test_registry_and_options():
         RigidFlow(icp="ndt")
     with pytest.raises(UnknownNameError, match="refine: expected 'unexplained' or 'all'"):
         RigidNSFP(refine="some")
+    with pytest.raises(UnknownNameError, match=r"clustering: expected one of \('dbscan', 'hdbscan'\)"):
+        RigidFlow(clustering="kmeans")
+
+
+def _blobs():
+    """Two dense 1 m blobs 5 m apart and a few scattered points (noise), fixed seed."""
+    rng = np.random.default_rng(0)
+    a = rng.uniform(0, 1, (300, 3))
+    b = rng.uniform(0, 1, (200, 3)) + [5.0, 0, 0]
+    noise = rng.uniform(-20, 20, (10, 3)) + [0, 0, 30.0]
+    return np.concatenate([a, b, noise])
+
+
+def test_cluster_points_dbscan_orders_by_size():
+    from motionflow.sceneflow.clustering import cluster_points
+
+    labels = cluster_points(_blobs(), eps=0.3, min_points=5)
+    assert (labels[:300] == 0).all() and (labels[300:500] == 1).all() and (labels[500:] == -1).all()
+    with pytest.raises(UnknownNameError, match="cluster_points method: expected one of"):
+        cluster_points(_blobs(), method="optics")
+
+
+def test_cluster_points_hdbscan():
+    """ICP-Flow's HDBSCAN (fast-hdbscan, the ``hdbscan`` extra; numba compiles it for about a minute on
+    first use, so it is not in the test extra)."""
+    pytest.importorskip("fast_hdbscan")
+    from motionflow.sceneflow.clustering import cluster_points
+
+    labels = cluster_points(_blobs(), min_points=20, method="hdbscan")
+    assert (labels[:300] == 0).all() and (labels[300:500] == 1).all() and (labels[500:] == -1).all()
