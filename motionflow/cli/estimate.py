@@ -36,8 +36,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--preset", default=None, choices=("fast", "default", "accurate"), help="classical preset (default: default)")
     p.add_argument("--format", dest="fmt", default="flo", choices=("flo", "png", "npz", "reynolds-rgb"),
                    help="flo (Middlebury), png (KITTI 16-bit), npz, or reynolds-rgb (ReynoldsFlow+ PNGs)")
-    p.add_argument("--viz", action="store_true", help="also write a colour PNG per flow into DIR/viz")
-    p.add_argument("--preview", action="store_true", help="also write DIR/preview.mp4 (flow colours with the colour-wheel legend)")
+    p.add_argument("--viz", action="store_true",
+                   help="also write a colour PNG per flow into DIR/viz (colour wheel and normalisation drawn on it)")
+    p.add_argument("--preview", action="store_true",
+                   help="also write DIR/preview.mp4 (H.264 with PyAV, the same pictures as --viz)")
+    p.add_argument("--flow-scale", type=_pixels, default=None, metavar="PX",
+                   help="colour normalisation of --viz / --preview / --rerun (default: one per video, the largest "
+                        "per-flow 99th percentile magnitude)")
+    p.add_argument("--rerun", default=None, metavar="FILE.rrd",
+                   help="also write a Rerun recording (frames, flow pictures, colour wheel over time; needs rerun-sdk); "
+                        "several inputs: FILE_<input>.rrd each")
     p.add_argument("--max-size", type=positive_int, default=None, metavar="PX",
                    help="process frames downscaled to this longer side; flows are scaled back to full size")
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda")
@@ -45,6 +53,25 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="start over: recompute every flow in DIR (a resume with other options is refused)")
     add_progress_flags(p)
     return p
+
+
+def _pixels(text: str) -> float:
+    """``--flow-scale``: a positive number of pixels."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of pixels, found {text!r}")
+    return value
+
+
+def _recording(path, out: Path, several: bool):
+    """``--rerun`` path of one job: the file itself, or ``FILE_<job>.rrd`` when several jobs write recordings."""
+    if path is None or not several:
+        return path
+    path = Path(path)
+    return path.with_name(f"{path.stem}_{out.name}{path.suffix or '.rrd'}")
 
 
 def _jobs(inputs: list[str], out: Path) -> list[tuple[object, Path]]:
@@ -100,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
             raise UnknownNameError(f"--preset applies to --method classical only, found --method {method}")
         options["preset"] = args.preset
     status = 0
-    for source, out in _jobs(args.inputs, Path(args.out)):
+    jobs = _jobs(args.inputs, Path(args.out))
+    for source, out in jobs:
         report = process_video(
             source,
             out,
@@ -108,6 +136,8 @@ def run(args: argparse.Namespace) -> int:
             fmt=args.fmt,
             viz=args.viz,
             preview=args.preview,
+            flow_scale=args.flow_scale,
+            rerun=_recording(args.rerun, out, len(jobs) > 1),
             max_size=args.max_size,
             resume=not args.no_resume,
             progress=show_progress(args),

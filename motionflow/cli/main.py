@@ -58,10 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # bad usage (2, one line), --help / --version (0): a code, also in-process
-        return exc.code if isinstance(exc.code, int) else 2
+    args = parser.parse_args(argv)  # bad usage: SystemExit(2) after one line on stderr
     if getattr(args, "_run", None) is None:
         parser.print_help(sys.stderr)
         return 2

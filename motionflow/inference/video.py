@@ -43,6 +43,7 @@ class VideoReport:
         frames: frames read by this session.
         seconds: wall-clock time of this session.
         preview: path of the mp4 preview, or None.
+        flow_scale: the normalisation (px) of the colour PNGs and the preview, or None.
         total_flows: flow files of the run in ``out``.
         total_frames: frames of the source (for a video: at least the container's count).
         total_seconds: compute time of all sessions.
@@ -57,6 +58,7 @@ class VideoReport:
     frames: int = 0
     seconds: float = 0.0
     preview: Optional[Path] = None
+    flow_scale: Optional[float] = None
     total_flows: int = 0
     total_frames: int = 0
     total_seconds: float = 0.0
@@ -77,6 +79,7 @@ class VideoReport:
             "seconds": round(self.total_seconds, 3),
             "sessions": self.sessions,
             "preview": None if self.preview is None else str(self.preview),
+            "flow_scale_px": self.flow_scale,
             "session": {
                 "written": len(self.written),
                 "skipped": self.skipped,
@@ -85,19 +88,6 @@ class VideoReport:
                 "fps": round(self.fps, 3),
             },
         }
-
-
-def _legend_overlay(color: np.ndarray) -> np.ndarray:
-    """Put the colour-wheel legend in the top-right corner of a flow picture (1/5 of the short side)."""
-    from ..viz import color_wheel_legend
-
-    h, w = color.shape[:2]
-    size = max(16, min(h, w) // 5)
-    if size + 4 > min(h, w):
-        return color
-    out = color.copy()
-    out[4 : 4 + size, w - 4 - size : w - 4] = color_wheel_legend(size)
-    return out
 
 
 def _check_names(src, out: Path, target) -> None:
@@ -137,10 +127,10 @@ def _write_outputs(path: Path, flow: np.ndarray, frame: np.ndarray, fmt: str, vi
         write_image(path, reynolds_rgb(ReynoldsFlowResult(flow=flow.transpose(2, 0, 1), **parts), frame))
     else:
         write_flow(path, flow)
-    if viz_path is not None:
-        from ..viz import flow_to_color
+    if viz_path is not None:  # reynolds-rgb keeps no flow file: its flow picture is drawn now, on its own scale
+        from ..viz import flow_picture
 
-        write_image(viz_path, flow_to_color(flow))
+        write_image(viz_path, flow_picture(flow))
 
 
 class _Session:
@@ -214,7 +204,7 @@ def _run_info(source, checkpoint, device) -> dict:
 def process_video(
     source, out, method: Any = "classical", fmt: str = "flo", viz: bool = False, preview: bool = False,
     max_size: Optional[int] = None, resume: bool = True, progress: bool = True,
-    checkpoint=None, iters=None, device=None, **options,
+    checkpoint=None, iters=None, device=None, flow_scale: Optional[float] = None, rerun=None, **options,
 ) -> VideoReport:
     """Turn a video / folder of frames / list of image files into one flow file per consecutive pair.
 
@@ -225,9 +215,12 @@ def process_video(
         method: registered name or method object.
         fmt: ``"flo"`` (Middlebury), ``"png"`` (KITTI 16-bit), ``"npz"``, or ``"reynolds-rgb"`` (PNG
             ReynoldsFlow+ images of :func:`~motionflow.classical.reynolds.reynolds_rgb`; needs ``method="reynolds"``).
-        viz: also write a colour PNG per flow.
-        preview: also write ``out / "preview.mp4"`` (flow colours with the colour-wheel legend),
-            built at the end from the flow files (so it is complete after a resumed run).
+        viz: also write a colour PNG per flow (the colour wheel and the normalisation drawn on it).
+        preview: also write ``out / "preview.mp4"`` (H.264 when PyAV is installed; the same pictures).
+            PNGs, preview and ``rerun`` are drawn at the end from the flow files (complete after a
+            resumed run) on one normalisation for the whole video (:mod:`motionflow.viz.sequence`).
+        flow_scale: that normalisation in px (default: the largest per-flow 99th percentile magnitude).
+        rerun: also write this Rerun recording (``.rrd``: frames, flow pictures, the wheel, over time).
         max_size: process frames downscaled so their longer side is at most this (pixels, >= 1);
             flows are scaled back to the original resolution.
         resume: continue the run in ``out`` (see :mod:`motionflow.inference.resume`): an interrupted
@@ -276,7 +269,7 @@ def process_video(
         extras = ("v_o", "v_r") if fmt == "reynolds-rgb" else ()
         for index, frame, flow, *more in stream_flow(frames(), m, max_size=max_size, warm_start=run.warm_start,
                                                      on_clip=run.save, extras=extras):
-            viz_path = out / "viz" / f"{src.name(index)}.png" if viz else None
+            viz_path = out / "viz" / f"{src.name(index)}.png" if viz and fmt == "reynolds-rgb" else None
             _write_outputs(run.target(index), flow, frame, fmt, viz_path, *more)
             report.written.append(run.target(index).name)
     finally:
@@ -285,8 +278,14 @@ def process_video(
     if max(len(src), last[0] + 1) < 2:
         raise FormatError(f"{src.path}: expected at least 2 frames, found {last[0] + 1}")
     run.finish(report, last[0])
-    if preview:
-        report.preview = write_preview(src, out, suffix, src.fps or 10.0, images=fmt == "reynolds-rgb")
+    if viz or preview or rerun:
+        from ..viz.sequence import write_sequence_pictures
+
+        drawn = write_sequence_pictures(
+            _indexed(src, out, suffix), viz_dir=out / "viz" if viz and fmt != "reynolds-rgb" else None,
+            preview=out / "preview.mp4" if preview else None, fps=src.fps or 10.0, max_flow=flow_scale,
+            rerun=rerun, frames=src.iter(errors="yield") if rerun else None, images=fmt == "reynolds-rgb")
+        report.preview, report.flow_scale = drawn.preview, drawn.scale
     atomic_write_bytes(out / "estimate_report.json", json.dumps(report.to_dict(), indent=2).encode())
     return report
 
@@ -302,28 +301,21 @@ def flow_files(src, out: Path, suffix: str) -> list[Path]:
     return [p for p in paths if p.exists()]
 
 
-def write_preview(src, out: Path, suffix: str, fps: float, images: bool = False) -> Optional[Path]:
-    """Write ``out / "preview.mp4"`` from the flow files of ``out`` (one colour frame per flow, one
-    common colour scale: the 99th percentile magnitude of the first flow, legend top right).
-    With ``images=True`` the files are pictures (``reynolds-rgb``) and are written as they are."""
-    from ..io import atomic_path, read_flow, read_image
-    from ..io.video import VideoWriter
-    from ..viz import flow_to_color
+def _indexed(src, out: Path, suffix: str) -> list:
+    """``(frame index, path)`` of the run's flow files, in frame order."""
+    if src.files is not None:
+        index = {out / f"{src.name(i)}{suffix}": i for i in range(len(src) - 1)}
+        return [(index[p], p) for p in flow_files(src, out, suffix)]
+    return [(int(p.stem.rsplit("_", 1)[1]), p) for p in flow_files(src, out, suffix)]
 
-    paths = flow_files(src, out, suffix)
-    if not paths:
-        return None
-    target = out / "preview.mp4"
-    scale = None
-    with atomic_path(target) as tmp, VideoWriter(tmp, fps=fps) as writer:
-        for p in paths:
-            if images:
-                writer.write(read_image(p))
-                continue
-            flow, valid = read_flow(p)
-            if scale is None:
-                mag = np.linalg.norm(flow[valid], axis=-1) if valid.any() else np.zeros(1)
-                scale = max(float(np.percentile(mag, 99)), 1.0)
-            flow = np.where(valid[..., None], flow, np.nan)
-            writer.write(_legend_overlay(flow_to_color(flow, max_flow=scale)))
-    return target
+
+def write_preview(src, out: Path, suffix: str, fps: float, images: bool = False,
+                  flow_scale: Optional[float] = None) -> Optional[Path]:
+    """Write ``out / "preview.mp4"`` from the flow files of ``out``: one flow picture per flow on one
+    normalisation (``flow_scale`` px, default the video's, :mod:`motionflow.viz.sequence`), the colour
+    wheel and the normalisation on each. With ``images=True`` the files are pictures (``reynolds-rgb``)
+    and are written as they are."""
+    from ..viz.sequence import write_sequence_pictures
+
+    return write_sequence_pictures(_indexed(src, out, suffix), preview=out / "preview.mp4", fps=fps,
+                                   max_flow=flow_scale, images=images).preview
