@@ -32,7 +32,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Train or fine-tune an optical-flow network on weighted dataset mixtures with the published "
         "losses, augmentation and schedules. Runs on one process or under torchrun (DDP).",
     )
-    p.add_argument("--model", default=None, help="network: raft, videoflow-bof, videoflow-mof, streamflow")
+    p.add_argument("--model", default=None, help="network: raft, videoflow-bof, videoflow-mof, streamflow; scoop "
+                   "(SCOOP's scene-flow feature net, self-supervised, on a scene-flow dataset such as synthetic-lidar)")
     p.add_argument("--dataset", default=None, metavar="NAME[:WEIGHT],...",
                    help="training mixture, e.g. synthetic, sintel-clean:100,sintel-final:100,kitti2015:200, or a stage "
                    "(stage-chairs, stage-things, stage-sintel, stage-kitti)")

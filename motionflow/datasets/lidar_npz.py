@@ -166,7 +166,8 @@ class KittiSFFlowNet3D(_NpzPairs):
     ``(N1, 3)``, ``pos2`` ``(N2, 3)`` and ``gt`` ``(N1, 3)``; the clouds are not in correspondence.
 
     Splits: ``all``; ``nsfp-train`` / ``nsfp-test`` (sorted ``[:100]`` / ``[100:]``: NSFP, RigidFlow);
-    ``scoop-train`` / ``scoop-val`` / ``scoop-test`` (SCOOP's 90 / 10 / 50 file numbers).
+    ``scoop-train`` / ``scoop-val`` / ``scoop-test`` (SCOOP's 90 / 10 / 50 file numbers); ``scoop-kitti-v``
+    (SCOOP's 100 self-supervised training pairs, ``train_on_kitti_v.sh``: every file not in ``scoop-test``).
 
     Coordinates are returned as stored. ``max_depth`` (default None) drops points with column 0 >=
     ``max_depth`` from each cloud separately, which is FLOT / SCOOP's 35 m cut (they permute the axes

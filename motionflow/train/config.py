@@ -21,7 +21,8 @@ videoflow-mof-*     125k/40k/25k   2.5e-4/1.25e-4/1.25e-4  8  432x960  1e-4  0.8
 streamflow-sintel   180k       1.75e-4    8      432x960    1e-5      0.85   12     StreamFlow train_sintel_kitti.sh
 ==================  =========  =========  =====  =========  ========  =====  =====  ===========================
 
-(``*`` = ``things`` / ``sintel`` / ``kitti``; each schedule also sets its stage's ``dataset``.) The
+(``*`` = ``things`` / ``sintel`` / ``kitti``; each schedule also sets its stage's ``dataset``.) ``scoop-kitti-v`` is
+SCOOP's self-supervised KITTI_v run of the scene-flow feature net (Adam, step decay; :mod:`motionflow.train.scoop`). The
 VideoFlow KITTI stage keeps the 432x960 crop of the research notes (``optical_flow.md`` section 1.5);
 KITTI images are 375 px high, so the augmentation's minimum scale upsamples them to fit.
 """
@@ -47,7 +48,8 @@ class TrainConfig:
     """Every setting of a training run (defaults: RAFT ``train.py``).
 
     Attributes:
-        model: network name (``raft``, ``videoflow-bof``, ``videoflow-mof``, ``streamflow``).
+        model: network name (``raft``, ``videoflow-bof``, ``videoflow-mof``, ``streamflow``; ``scoop``: the
+            scene-flow feature net, see :mod:`motionflow.train.scoop`).
         dataset: ``NAME[:WEIGHT],...`` (see :mod:`motionflow.train.data`).
         root: dataset root (not needed for ``synthetic``); roots: per-loader roots.
         out: the run folder.
@@ -144,6 +146,12 @@ SCHEDULES: dict[str, dict] = {
     "videoflow-mof-sintel": _stage("stage-sintel", 40_000, 1.25e-4, 8, (432, 960), 1e-4, 0.85, 12, "sintel"),
     "videoflow-mof-kitti": _stage("stage-kitti", 25_000, 1.25e-4, 8, (432, 960), 1e-4, 0.85, 12, "kitti2015"),
     "streamflow-sintel": _stage("stage-sintel", 180_000, 1.75e-4, 8, (432, 960), 1e-5, 0.85, 12, "sintel"),
+    # SCOOP train_on_kitti_v.sh: 100 pairs, batch 4, 400 epochs of 25 steps, lr x 0.1 after epoch 340
+    # (motionflow.train.scoop)
+    "scoop-kitti-v": {"dataset": "kitti-sf-flownet3d", "max_steps": 10_000, "lr": 1e-3, "batch_size": 4,
+                      "log_every": 25, "checkpoint_every": 2500,
+                      "model_options": {"split": "scoop-kitti-v", "dataset_options": {"max_depth": 35.0},
+                                        "lr_decay_step": 8500, "lr_decay": 0.1}},
 }
 for _name, _sched in SCHEDULES.items():
     _sched["model"] = _name.split("-things")[0].split("-sintel")[0].split("-chairs")[0].split("-kitti")[0]
@@ -190,6 +198,10 @@ def _hints() -> dict:
 
 def validate(cfg: TrainConfig) -> TrainConfig:
     """Range and consistency checks; raises :class:`ConfigError` naming the key."""
+    if cfg.model == "scoop":  # the scene-flow feature net: its own keys (motionflow.train.scoop)
+        from .scoop import validate_scoop
+
+        return validate_scoop(cfg)
     from ..models import NETWORKS
 
     def need(ok: bool, key: str, expected: str):
@@ -251,6 +263,10 @@ def config_from_dict(values: dict, base: Optional[dict] = None) -> TrainConfig:
         if schedule not in SCHEDULES:
             raise ConfigError(f"config key 'schedule': expected one of {', '.join(sorted(SCHEDULES))}, found {schedule!r}")
         merged = {**SCHEDULES[schedule], **merged}
+    if merged.get("model") == "scoop":  # train_scoop.py's defaults where neither schedule nor user set a key
+        from .scoop import CONFIG_DEFAULTS
+
+        merged = {**CONFIG_DEFAULTS, **merged}
     kwargs = {k: _coerce(k, v, hints[k]) for k, v in merged.items()}
     return validate(TrainConfig(**kwargs))
 

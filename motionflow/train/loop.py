@@ -193,6 +193,10 @@ def train(
     if cfg.out is None:
         raise ConfigError("config key 'out': expected the run folder, found None")
     out = Path(cfg.out)
+    if cfg.model == "scoop":  # the scene-flow feature net, self-supervised (motionflow.train.scoop)
+        from .scoop import train_scoop
+
+        return train_scoop(cfg, resume, stop_at, callback)
     trainer = get_trainer(cfg.model)
     frames = cfg.frames or trainer.default_frames
 
