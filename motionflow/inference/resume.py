@@ -72,7 +72,9 @@ def describe(value: Any, depth: int = 0) -> Any:
     Plain values are kept; paths, devices and enums become strings; dataclasses and objects become
     ``{"type": module.qualname, <public attribute>: description...}`` (attributes starting with ``_``
     are skipped, nesting stops at depth 4); ``nn.Module`` weights and arrays enter by SHA-256;
-    functions and classes by their qualified name. An object with a ``describe()`` method describes itself.
+    functions and classes by their qualified name. An object with a ``describe()`` method (networks:
+    name, iters, precision, weights SHA-256; ``classical``: preset and config) describes itself, under
+    its ``type`` and ``name``.
     """
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
@@ -94,8 +96,10 @@ def describe(value: Any, depth: int = 0) -> Any:
             return str(value)
     if isinstance(value, type) or _is_function(value):
         return _qualname(value)
-    if callable(getattr(value, "describe", None)):
-        return describe(value.describe(), depth + 1)
+    if callable(getattr(value, "describe", None)):  # the object says what makes its numbers
+        own = describe(value.describe(), depth + 1)
+        head = {"type": _qualname(value), "name": getattr(value, "name", None)}
+        return {**head, **own} if isinstance(own, dict) else {**head, "description": own}
     if depth >= _MAX_DEPTH:
         return _qualname(value)
     if dataclasses.is_dataclass(value):

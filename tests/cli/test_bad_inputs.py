@@ -9,7 +9,7 @@ or the option; no traceback; nothing written in place of good output.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -35,8 +35,7 @@ class Case:
     code: int
     names: tuple
     absent: tuple = ("out",)
-    shared: bool = False  # needs ../shared/data (eval predictions)
-    kept: tuple = field(default_factory=tuple)  # files under tmp whose bytes must not change
+    shared: bool = False  # needs ../shared/data: build(tmp, roots) with the Sintel / KITTI roots
 
 
 # ------------------------------------------------------------------------------------- builders
@@ -113,40 +112,20 @@ def _torch_file(tmp: Path, name: str = "c.pth", key: str = "fc.weight") -> Path:
     return path
 
 
-def _kitti_root(tmp: Path, sample_data: Path) -> Path:
-    src = sample_data / "kitti2015_flow_000000"
-    root = tmp / "kitti"
-    (root / "training" / "image_2").mkdir(parents=True)
-    (root / "training" / "flow_occ").mkdir(parents=True)
-    for name in ("000000_10.png", "000000_11.png"):
-        (root / "training" / "image_2" / name).symlink_to(src / name)
-    (root / "training" / "flow_occ" / "000000_10.png").symlink_to(src / "flow_gt.png")
-    return root
-
-
-def _sintel_root(tmp: Path, sample_data: Path) -> Path:
-    src = sample_data / "sintel_alley_1"
-    root = tmp / "sintel"
-    for sub in ("clean", "final", "flow", "occlusions", "invalid"):
-        (root / "training" / sub).mkdir(parents=True)
-        (root / "training" / sub / "alley_1").symlink_to(src / sub, target_is_directory=True)
-    return root
-
-
-def _eval_kitti(tmp: Path, write) -> list:
+def _eval_kitti(tmp: Path, roots: dict, write) -> list:
     pred = tmp / "pred"
     pred.mkdir()
     write(pred / "000000_10.png")
-    return ["eval", "--dataset", "kitti2015", "--root", str(_kitti_root(tmp, SAMPLE_DATA)), "--predictions", str(pred),
+    return ["eval", "--dataset", "kitti2015", "--root", str(roots["kitti"]), "--predictions", str(pred),
             "--out", "OUT/report.json", "--no-progress"]
 
 
-def _eval_sintel(tmp: Path, write) -> list:
+def _eval_sintel(tmp: Path, roots: dict, write) -> list:
     pred = tmp / "pred" / "alley_1"
     pred.mkdir(parents=True)
     for n in (1, 2, 3):
         write(pred / f"frame_{n:04d}.flo", n)
-    return ["eval", "--dataset", "sintel", "--root", str(_sintel_root(tmp, SAMPLE_DATA)), "--pass", "final",
+    return ["eval", "--dataset", "sintel", "--root", str(roots["sintel"]), "--pass", "final",
             "--predictions", str(tmp / "pred"), "--out", "OUT/report.json", "--no-progress"]
 
 
@@ -176,7 +155,6 @@ def _kitti_prediction(how: str):
 
 NO_FLOW = ("out/f_01.flo", "out/f_02.flo", "out/viz")
 NO_REPORT = ("out/report.json", "out/report.csv", "out/report.md")
-SAMPLE_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 # ---------------------------------------------------------------------------------------- corpus
@@ -255,13 +233,13 @@ CASES = [
          1, ("d",), absent=()),
     # eval --predictions: .flo (Sintel) and KITTI .png files
     # (eval keeps its records file for a resume: no report may be written)
-    *[Case(f"eval-flo-{how}", lambda t, h=how: _eval_sintel(t, _sintel_prediction(h)), 1, ("frame_0002.flo",),
+    *[Case(f"eval-flo-{how}", lambda t, r, h=how: _eval_sintel(t, r, _sintel_prediction(h)), 1, ("frame_0002.flo",),
            absent=NO_REPORT, shared=True)
       for how in ("empty", "truncated", "text", "size")],
-    *[Case(f"eval-kitti-png-{how}", lambda t, h=how: _eval_kitti(t, _kitti_prediction(h)), 1, ("000000_10.png",),
+    *[Case(f"eval-kitti-png-{how}", lambda t, r, h=how: _eval_kitti(t, r, _kitti_prediction(h)), 1, ("000000_10.png",),
            absent=NO_REPORT, shared=True)
       for how in ("empty", "truncated", "text", "8bit")],
-    Case("eval-missing-prediction", lambda t: _eval_kitti(t, lambda p: None), 1, ("000000_10.png",), absent=NO_REPORT,
+    Case("eval-missing-prediction", lambda t, r: _eval_kitti(t, r, lambda p: None), 1, ("000000_10.png",), absent=NO_REPORT,
          shared=True),
 ]
 
@@ -280,11 +258,16 @@ def _resolve(argv: list, tmp: Path) -> list:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input_gives_one_clean_line(case, tmp_path, capfd, request):
-    if case.shared:
-        request.getfixturevalue("sample_data")  # fails under CI=true when ../shared is absent
-    argv = _resolve(case.build(tmp_path), tmp_path)
+    if case.shared:  # the fixtures fail under CI=true when ../shared is absent
+        roots = {name: request.getfixturevalue(f"{name}_root") for name in ("kitti", "sintel")}
+        argv = _resolve(case.build(tmp_path, roots), tmp_path)
+    else:
+        argv = _resolve(case.build(tmp_path), tmp_path)
     capfd.readouterr()
-    rc = main(argv)
+    try:
+        rc = main(argv)
+    except SystemExit as exc:  # argparse's bad usage
+        rc = exc.code
     out, err = capfd.readouterr()
     lines = err.splitlines()
     assert rc == case.code, (rc, err)
