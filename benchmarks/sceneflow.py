@@ -99,7 +99,10 @@ def main(argv=None) -> int:
                     help="run on these generated pairs instead of the AV2 sample")
     ap.add_argument("--beams", type=int, default=32, help="--synthetic sensor beams")
     ap.add_argument("--azimuths", type=int, default=512, help="--synthetic sensor azimuth steps")
+    add_learned_arguments(ap)
     args = ap.parse_args(argv)
+    if args.learned:
+        return learned_main(args)
     if args.synthetic is None and not args.data.exists():
         print(f"AV2 sample not found at {args.data}", file=sys.stderr)
         return 1
@@ -157,6 +160,117 @@ def run_pair(pair_name, pc1_all, pc2_all, gt_all, valid_all, args, get_scene_flo
             print(f"{size:>5} {label:<52} EPE3D {epe:.4f} m (dynamic {epe_dyn:.4f}, static {epe_sta:.4f})  wall {sec:7.1f} s  cpu {cpu:7.1f} s  iters {res.iterations:5d}  "
                   f"speed-up vs nsfp {ratio}", flush=True)
     return rows
+
+
+
+# --- learned correspondences (issue 17): scoop with FPFH / FLOT / trained features, and flot ------------------
+
+
+def add_learned_arguments(ap) -> None:
+    ap.add_argument("--learned", action="store_true",
+                    help="the learned-correspondence table instead: scoop (FPFH, FLOT-initialised and trained "
+                         "features) and flot on raw synthetic pairs (--synthetic SEEDS, default 1000-1004) and "
+                         "the raw AV2 pair (ground removed, |x|,|y| <= 35 m, --learned-points per cloud)")
+    ap.add_argument("--flot-dir", type=Path, default=DEFAULT_DATA.parent / "flot_pretrained",
+                    help="folder with FLOT's model_2048.tar / model_8192.tar")
+    ap.add_argument("--scoop-checkpoint", type=Path, default=None,
+                    help="a trained scoop checkpoint (motionflow train --model scoop: RUN/model.pth)")
+    ap.add_argument("--learned-points", type=int, default=8192,
+                    help="random points per AV2 cloud for the learned table (the refinement of the FPFH mode runs on all)")
+
+
+def load_raw_synthetic(seed: int, beams: int, azimuths: int):
+    """A generated pair as recorded (flow = ego + object motion), ground removed; dynamic = moved by >= 5 cm
+    more than the ego motion explains."""
+    from motionflow.datasets.synthetic import synthetic_lidar_pair
+    from motionflow.geometry import apply_transform
+
+    s = synthetic_lidar_pair(seed=seed, beams=beams, azimuths=azimuths)
+    k1, k2 = ~s.ground1, ~s.ground2
+    pc1, gt = s.pc1[k1], s.flow[k1]
+    ego = apply_transform(pc1.astype(np.float64), s.ego_motion) - pc1
+    return pc1, s.pc2[k2], gt, np.ones(len(pc1), dtype=bool), np.linalg.norm(gt - ego, axis=1) >= 0.05
+
+
+def load_raw_av2(root: Path, zmax: float, points: int, half: float = 35.0):
+    """The AV2 sample as recorded (flow = ego + object motion), ground removed (the loader's labels),
+    ``|x|, |y| <= 35 m``, ``z <= zmax``, ``points`` random points per cloud."""
+    from motionflow.datasets import get_dataset
+    from motionflow.geometry import apply_transform
+    from motionflow.sceneflow.preprocess import preprocess_pair
+
+    s = get_dataset("av2", str(root))[0]
+    g1 = s.ground1 if s.ground1 is not None else s.pc1[:, 2] <= 0.3
+    g2 = s.ground2 if s.ground2 is not None else s.pc2[:, 2] <= 0.3
+    prep = preprocess_pair(np.where(g1[:, None], np.nan, s.pc1), np.where(g2[:, None], np.nan, s.pc2),
+                           box=(-half, -half, -np.inf, half, half, zmax), max_points=points, seed=0)
+    gt = s.flow[prep.keep1]
+    valid = s.valid[prep.keep1] & np.isfinite(gt).all(1)
+    ego = apply_transform(prep.pc1.astype(np.float64), s.ego_motion) - prep.pc1
+    return prep.pc1, prep.pc2, gt, valid, valid & (np.linalg.norm(gt - ego, axis=1) >= 0.05)
+
+
+def learned_methods(args) -> list:
+    """(label, registry name, options); rows whose checkpoint is missing are left out (and said so)."""
+    flot = {n: args.flot_dir / f"model_{n}.tar" for n in (2048, 8192)}
+    rows = [("nn", "nn", {}), ("scoop-fpfh (training-free)", "scoop", {})]
+    if flot[2048].is_file():
+        rows.append(("scoop-flot2048 (FLOT's features, SCOOP's top-64 + refinement)", "scoop",
+                     dict(checkpoint=str(flot[2048]))))
+    if args.scoop_checkpoint is not None:
+        rows.append((f"scoop-trained ({args.scoop_checkpoint})", "scoop", dict(checkpoint=str(args.scoop_checkpoint))))
+    for n, path in flot.items():
+        if path.is_file():
+            rows.append((f"flot-{n} (released weights, {n} points)", "flot", dict(checkpoint=str(path), max_points=n)))
+        else:
+            print(f"skipped flot-{n}: {path} not found", file=sys.stderr)
+    return rows
+
+
+def learned_main(args) -> int:
+    from motionflow.eval.scene import SCOOP_REL_EPS, scene_flow_point_errors
+    from motionflow.registry import get_scene_flow_method
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    seeds = args.synthetic if args.synthetic is not None else list(range(1000, 1005))
+    pairs = [(f"synthetic-{seed}", load_raw_synthetic(seed, args.beams, args.azimuths)) for seed in seeds]
+    if args.data.exists():
+        pairs.append(("av2", load_raw_av2(args.data, args.zmax, args.learned_points)))
+    else:
+        print(f"AV2 sample not found at {args.data}: synthetic pairs only", file=sys.stderr)
+    rows, methods = [], learned_methods(args)
+    for pair, (pc1, pc2, gt, valid, dynamic) in pairs:
+        print(f"{pair}: pc1 {len(pc1)}, pc2 {len(pc2)} points, {int(dynamic.sum())} dynamic", flush=True)
+        ref = None
+        for label, name, opts in methods:
+            if args.only and not any(label.startswith(o) for o in args.only):
+                continue
+            est = get_scene_flow_method(name, seed=0, **opts)
+            t = time.perf_counter()
+            res = est(pc1, pc2)
+            sec = time.perf_counter() - t
+            err = scene_flow_point_errors(res.flow[valid], gt[valid], rel_eps=SCOOP_REL_EPS)
+            dyn = dynamic[valid]
+            row = dict(pair=pair, method=label, epe3d=float(err["epe3d"].mean()),
+                       acc3d_strict=float(err["acc3d_strict"].mean()), acc3d_relax=float(err["acc3d_relax"].mean()),
+                       epe_dynamic=float(err["epe3d"][dyn].mean()) if dyn.any() else float("nan"), seconds=sec)
+            if label.startswith("scoop-fpfh"):
+                ref = sec
+            row["seconds_vs_scoop_fpfh"] = sec / ref if ref else None
+            rows.append(row)
+            ratio = f"{row['seconds_vs_scoop_fpfh']:6.2f}x" if ref else "     -"
+            print(f"  {label:<66} EPE3D {row['epe3d']:.4f}  AccS {row['acc3d_strict']:.3f}  AccR {row['acc3d_relax']:.3f}  "
+                  f"dynamic EPE {row['epe_dynamic']:.4f}  {sec:7.1f} s ({ratio} scoop-fpfh)", flush=True)
+    print("mean over the synthetic pairs:")
+    for label, _, _ in methods:
+        sel = [r for r in rows if r["method"] == label and r["pair"].startswith("synthetic")]
+        if sel:
+            print(f"  {label:<66} " + "  ".join(f"{k} {np.mean([r[k] for r in sel]):.4f}" for k in
+                                                 ("epe3d", "acc3d_strict", "acc3d_relax", "epe_dynamic", "seconds")))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+    return 0
 
 
 if __name__ == "__main__":

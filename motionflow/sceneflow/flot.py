@@ -31,7 +31,7 @@ from torch import nn
 from ..errors import CheckpointError, UnknownNameError
 from .base import EstimateOutput, SceneFlowMethod, extend_to_points
 from .correspondence import Correspondences, soft_correspondences
-from .point_features import PointFeatureNet, SetConv, load_point_features, read_point_feature_checkpoint
+from .point_features import PointFeatureNet, SetConv, edge_offsets, load_point_features, read_point_feature_checkpoint
 from .scoop import FRAMES
 
 #: where FLOT's released weights are (for the message of a missing checkpoint)
@@ -71,10 +71,11 @@ class FLOTNet(PointFeatureNet):
 
     def refine(self, flow: torch.Tensor, points: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
         """``flow + fc(ref_conv3(ref_conv2(ref_conv1(flow))))`` on ``points``' graph ``edges``."""
-        x = self.ref_conv1(flow, points, edges)
-        x = self.ref_conv2(x, points, edges)
-        x = self.ref_conv3(x, points, edges)
-        return flow + self.fc(x)
+        offsets = edge_offsets(points, edges)
+        x = self.ref_conv1(flow.transpose(1, 2), offsets, edges)
+        x = self.ref_conv2(x, offsets, edges)
+        x = self.ref_conv3(x, offsets, edges)
+        return flow + self.fc(x.transpose(1, 2))
 
     def flow(self, pc1: torch.Tensor, pc2: torch.Tensor) -> FLOTOutput:
         feat1, edges = self(pc1)

@@ -90,17 +90,19 @@ def point_graph(points: torch.Tensor, k: int = GRAPH_K, method: str = "kdtree") 
     return idx
 
 
-def _gather(values: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
-    """``values (B, N, C)`` at ``edges (B, N, k)`` -> ``(B, N * k, C)``."""
+def edge_offsets(points: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+    """Relative positions ``p_j - p_i`` of every edge, channel-first: ``(B, 3, N k)`` (the graph's edge features)."""
     b, n, k = edges.shape
-    idx = edges.reshape(b, n * k, 1).expand(-1, -1, values.shape[-1])
-    return torch.gather(values, 1, idx)
+    pts = points.transpose(1, 2)  # (B, 3, N)
+    neighbours = torch.gather(pts, 2, edges.reshape(b, 1, n * k).expand(-1, 3, -1))
+    return neighbours - pts.repeat_interleave(k, dim=2)
 
 
 class SetConv(nn.Module):
     """FLOT's PointNet++-like convolution on a k-NN graph (official names ``fc1..3``, ``bn1..3``).
 
-    ``forward(signal (B, N, c_in), points (B, N, 3), edges (B, N, k)) -> (B, N, c_out)``.
+    ``forward(signal (B, c_in, N), offsets (B, 3, N k), edges (B, N, k)) -> (B, c_out, N)``, channel-first
+    (``offsets`` from :func:`edge_offsets`), so that no layer copies its input into another layout.
     """
 
     def __init__(self, c_in: int, c_out: int):
@@ -112,18 +114,17 @@ class SetConv(nn.Module):
         self.fc3 = nn.Conv2d(c_out, c_out, 1, bias=False)
         self.bn3 = nn.InstanceNorm2d(c_out, affine=True)
 
-    def forward(self, signal: torch.Tensor, points: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+    def forward(self, signal: torch.Tensor, offsets: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
         b, n, k = edges.shape
-        if signal.shape[:2] != (b, n) or points.shape != (b, n, 3):
-            raise ShapeError(f"SetConv: signal {tuple(signal.shape)} / points {tuple(points.shape)} do not match "
+        if signal.shape[0] != b or signal.shape[2] != n or offsets.shape != (b, 3, n * k):
+            raise ShapeError(f"SetConv: signal {tuple(signal.shape)} / offsets {tuple(offsets.shape)} do not match "
                              f"the graph {tuple(edges.shape)}")
-        relative = _gather(points, edges) - points.repeat_interleave(k, dim=1)
-        x = torch.cat([_gather(signal, edges), relative], -1).transpose(1, 2)  # (B, c_in + 3, N k)
+        neighbours = torch.gather(signal, 2, edges.reshape(b, 1, n * k).expand(-1, signal.shape[1], -1))
+        x = torch.cat([neighbours, offsets], 1)  # (B, c_in + 3, N k): [h_j ; p_j - p_i]
         for fc, norm in ((self.fc1, self.bn1), (self.fc2, self.bn2), (self.fc3, self.bn3)):
             x = torch.matmul(fc.weight.flatten(1), x)  # a 1x1 convolution
-            x = F.instance_norm(x, weight=norm.weight, bias=norm.bias, eps=norm.eps)
-            x = F.leaky_relu(x, 0.1)
-        return x.reshape(b, -1, n, k).amax(-1).transpose(1, 2)
+            x = F.leaky_relu_(F.instance_norm(x, weight=norm.weight, bias=norm.bias, eps=norm.eps), 0.1)
+        return x.view(b, -1, n, k).amax(-1)
 
 
 class PointFeatureNet(nn.Module):
@@ -155,9 +156,10 @@ class PointFeatureNet(nn.Module):
     def forward(self, points: torch.Tensor, edges: Optional[torch.Tensor] = None):
         if edges is None:
             edges = point_graph(points, GRAPH_K, self.graph)
-        x = self.feat_conv1(points, points, edges)
-        x = self.feat_conv2(x, points, edges)
-        return self.feat_conv3(x, points, edges), edges
+        offsets = edge_offsets(points, edges)
+        x = self.feat_conv1(points.transpose(1, 2), offsets, edges)
+        x = self.feat_conv2(x, offsets, edges)
+        return self.feat_conv3(x, offsets, edges).transpose(1, 2), edges
 
 
 @dataclass

@@ -20,6 +20,7 @@ from motionflow.ops.smoothness import knn_graph
 from motionflow.sceneflow.correspondence import soft_correspondences
 from motionflow.sceneflow.point_features import (
     PointFeatureNet,
+    edge_offsets,
     load_point_features,
     point_graph,
     read_point_feature_checkpoint,
@@ -76,10 +77,11 @@ def test_scoop_parity_graphs_and_features(scoop_case):
     fx.assert_close("expected_feats2", f2, atol=1e-4)
     if "inter_feat_conv1_pc1" in fx:  # public file only
         with torch.no_grad():
-            h1 = net.feat_conv1(pc1, pc1, edges1)
-            h2 = net.feat_conv2(h1, pc1, edges1)
-        fx.assert_close("inter_feat_conv1_pc1", h1, atol=1e-5)
-        fx.assert_close("inter_feat_conv2_pc1", h2, atol=1e-5)
+            offsets = edge_offsets(pc1, edges1)
+            h1 = net.feat_conv1(pc1.transpose(1, 2), offsets, edges1)
+            h2 = net.feat_conv2(h1, offsets, edges1)
+        fx.assert_close("inter_feat_conv1_pc1", h1.transpose(1, 2), atol=1e-5)
+        fx.assert_close("inter_feat_conv2_pc1", h2.transpose(1, 2), atol=1e-5)
 
 
 def _check_call(fx, corr, prefix: str, gap_name: str, gap_min: float):
