@@ -237,13 +237,7 @@ def process_video(
     from ..io import atomic_write_bytes
     from ..io.video import FrameSource
 
-    if fmt not in FLOW_FORMATS:
-        raise ShapeError(f"fmt: expected one of {', '.join(FLOW_FORMATS)}, found {fmt!r}")
-    if max_size is not None and (isinstance(max_size, bool) or not isinstance(max_size, numbers.Integral) or max_size < 1):
-        raise ShapeError(f"max_size: expected a positive number of pixels for the longer side, found {max_size!r}")
-    src, out, suffix = FrameSource(source), Path(out), FLOW_FORMATS[fmt]
-    if len(src) < 2 and (src.files is not None or len(src) == 1):  # a video's count 0 means unknown
-        raise FormatError(f"{src.path or src.files[0]}: expected at least 2 frames, found {len(src)}")
+    src, out, suffix = _check_request(FrameSource(source), fmt, max_size), Path(out), FLOW_FORMATS[fmt]
     _check_names(src, out, lambda i: out / f"{src.name(i)}{suffix}")
     m = build_method(method, checkpoint=checkpoint, iters=iters, device=device, **options)
     identity = run_identity(m, src, fmt, max_size, viz)
@@ -279,15 +273,34 @@ def process_video(
         raise FormatError(f"{src.path}: expected at least 2 frames, found {last[0] + 1}")
     run.finish(report, last[0])
     if viz or preview or rerun:
-        from ..viz.sequence import write_sequence_pictures
-
-        drawn = write_sequence_pictures(
-            _indexed(src, out, suffix), viz_dir=out / "viz" if viz and fmt != "reynolds-rgb" else None,
-            preview=out / "preview.mp4" if preview else None, fps=src.fps or 10.0, max_flow=flow_scale,
-            rerun=rerun, frames=src.iter(errors="yield") if rerun else None, images=fmt == "reynolds-rgb")
-        report.preview, report.flow_scale = drawn.preview, drawn.scale
+        _draw_pictures(src, out, suffix, fmt, report, viz, preview, rerun, flow_scale)
     atomic_write_bytes(out / "estimate_report.json", json.dumps(report.to_dict(), indent=2).encode())
     return report
+
+
+def _check_request(src, fmt: str, max_size: Optional[int]):
+    """Refuse an unknown format, a ``max_size`` that is not a positive integer, and a source of fewer
+    than 2 frames (a video whose container announces 0 frames is counted while it is read)."""
+    if fmt not in FLOW_FORMATS:
+        raise ShapeError(f"fmt: expected one of {', '.join(FLOW_FORMATS)}, found {fmt!r}")
+    if max_size is not None and (isinstance(max_size, bool) or not isinstance(max_size, numbers.Integral) or max_size < 1):
+        raise ShapeError(f"max_size: expected a positive number of pixels for the longer side, found {max_size!r}")
+    if len(src) < 2 and (src.files is not None or len(src) == 1):
+        raise FormatError(f"{src.path or src.files[0]}: expected at least 2 frames, found {len(src)}")
+    return src
+
+
+def _draw_pictures(src, out: Path, suffix: str, fmt: str, report: VideoReport, viz: bool, preview: bool, rerun,
+                   flow_scale: Optional[float]) -> None:
+    """``--viz`` PNGs, ``--preview`` and ``--rerun``, drawn at the end from the run's flow files on one
+    normalisation for the whole video (:mod:`motionflow.viz.sequence`)."""
+    from ..viz.sequence import write_sequence_pictures
+
+    drawn = write_sequence_pictures(
+        _indexed(src, out, suffix), viz_dir=out / "viz" if viz and fmt != "reynolds-rgb" else None,
+        preview=out / "preview.mp4" if preview else None, fps=src.fps or 10.0, max_flow=flow_scale,
+        rerun=rerun, frames=src.iter(errors="yield") if rerun else None, images=fmt == "reynolds-rgb")
+    report.preview, report.flow_scale = drawn.preview, drawn.scale
 
 
 def flow_files(src, out: Path, suffix: str) -> list[Path]:
