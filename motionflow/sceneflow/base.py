@@ -88,6 +88,9 @@ class SceneFlowMethod:
     """
 
     name = "base"
+    #: the base class draws the ``max_points`` fit subsample; False: the method applies ``max_points``
+    #: itself and ``_estimate`` gets the full clouds (the rigid methods cluster on a voxel subsample)
+    subsample_fit = True
 
     def __init__(self, compensate_ego: bool = False, ego_motion=None, max_points: Optional[int] = None,
                  seed: int = 0, device="cpu", progress: bool = False, ego_options: Optional[dict] = None,
@@ -161,8 +164,9 @@ class SceneFlowMethod:
         if T is not None:
             query = apply_transform(p1, torch.as_tensor(T, dtype=torch.float32, device=self.device))
         gen = torch.Generator().manual_seed(self.seed)
-        i1 = random_subset(query.shape[0], self.max_points, gen)
-        i2 = random_subset(p2.shape[0], self.max_points, gen)
+        budget = self.max_points if self.subsample_fit else None
+        i1 = random_subset(query.shape[0], budget, gen)
+        i2 = random_subset(p2.shape[0], budget, gen)
         fit1 = query if i1 is None else query[i1.to(self.device)]
         fit2 = p2 if i2 is None else p2[i2.to(self.device)]
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):

@@ -243,6 +243,12 @@ class RigidFlow(SceneFlowMethod):
         static_margin: keep a pair static (identity) unless its registered transform lowers the
             alignment error by more than this (m); None disables it.
         compensate_ego: default True (the rigid model needs the ego motion).
+        max_points: no registration fits more than this many points per cloud (``icp_points`` and
+            ``hist_points`` are capped by it, and so is ``nsfp_points`` of ``rigid+nsfp``).
+            The clustering always sees every point (on ``cluster_voxel`` centroids: its cost follows the
+            scene's surface, not the point count) and every pc1 point gets its cluster's transform or
+            the ego flow. Clustering a random or coarser-voxel subsample instead cost up to 4x in dynamic
+            EPE on the Argoverse 2 sample (random 8192: 0.66 m against 0.17 m; 0.75 m voxels: 0.23 m).
         **base: :class:`~motionflow.sceneflow.base.SceneFlowMethod` options.
 
     The result's ``extras``: ``ego_motion`` (4, 4), ``clusters`` (list of :class:`ClusterMatch` as dicts,
@@ -252,6 +258,7 @@ class RigidFlow(SceneFlowMethod):
     """
 
     name = "rigid"
+    subsample_fit = False  # max_points caps each registration's points; the clustering sees every point
 
     def __init__(self, ground_removal: str = "ransac", ground_removal_distance: float = 0.2, ground_removal_height: float = 0.3,
                  ground_points: int = 20000, ground_min_share: float = 0.2,
@@ -367,13 +374,15 @@ class RigidFlow(SceneFlowMethod):
         """Histogram init + ICP of one candidate pair, smaller onto larger; None when rejected."""
         swap = len(src) > len(dst)
         a, b = (dst, src) if swap else (src, dst)
-        t0, _ = histogram_translation(a, b, radius, self.bin_size, max_points=self.hist_points, rng=rng)
+        hist = self.hist_points if self.max_points is None else min(self.hist_points, self.max_points)
+        t0, _ = histogram_translation(a, b, radius, self.bin_size, max_points=hist, rng=rng)
         init = np.eye(4)
         init[:3, 3] = t0
-        if len(a) > self.icp_points:
-            a = a[rng.choice(len(a), self.icp_points, replace=False)]
-        if len(b) > self.icp_points:
-            b = b[rng.choice(len(b), self.icp_points, replace=False)]
+        cap = self.icp_points if self.max_points is None else min(self.icp_points, self.max_points)
+        if len(a) > cap:
+            a = a[rng.choice(len(a), cap, replace=False)]
+        if len(b) > cap:
+            b = b[rng.choice(len(b), cap, replace=False)]
         T = register_cluster(a, b, init, self.icp_distances, self.icp_iterations, self.icp)
         if swap:
             T = invert_transform(T)
@@ -581,10 +590,11 @@ class RigidNSFP(RigidFlow):
         rng = np.random.default_rng(self.seed)
         i1 = np.flatnonzero(ng1)
         i2 = np.flatnonzero(ng2)
-        if self.nsfp_points is not None and len(i1) > self.nsfp_points:
-            i1 = np.sort(rng.choice(i1, self.nsfp_points, replace=False))
-        if self.nsfp_points is not None and len(i2) > self.nsfp_points:
-            i2 = np.sort(rng.choice(i2, self.nsfp_points, replace=False))
+        cap = min(n for n in (self.nsfp_points, self.max_points, max(len(i1), len(i2))) if n is not None)
+        if len(i1) > cap:
+            i1 = np.sort(rng.choice(i1, cap, replace=False))
+        if len(i2) > cap:
+            i2 = np.sort(rng.choice(i2, cap, replace=False))
         a = torch.as_tensor(p1[i1], dtype=torch.float32, device=dev)
         b = torch.as_tensor(p2[i2], dtype=torch.float32, device=dev)
         ra = torch.as_tensor(fit_rigid["flow"][i1], dtype=torch.float32, device=dev)
