@@ -175,6 +175,8 @@ def add_learned_arguments(ap) -> None:
                     help="folder with FLOT's model_2048.tar / model_8192.tar")
     ap.add_argument("--scoop-checkpoint", type=Path, default=None,
                     help="a trained scoop checkpoint (motionflow train --model scoop: RUN/model.pth)")
+    ap.add_argument("--trained-points", type=int, default=2048,
+                    help="feature chunk size of the trained scoop checkpoint (its training --model_options points)")
     ap.add_argument("--learned-points", type=int, default=8192,
                     help="random points per AV2 cloud for the learned table (the refinement of the FPFH mode runs on all)")
 
@@ -214,11 +216,14 @@ def learned_methods(args) -> list:
     """(label, registry name, options); rows whose checkpoint is missing are left out (and said so)."""
     flot = {n: args.flot_dir / f"model_{n}.tar" for n in (2048, 8192)}
     rows = [("nn", "nn", {}), ("scoop-fpfh (training-free)", "scoop", {})]
+    # the learned rows score every point: SCOOP's all-points evaluation (features on random chunks, every
+    # target a candidate, 150 refinement steps at lr 0.2 on all points)
     if flot[2048].is_file():
-        rows.append(("scoop-flot2048 (FLOT's features, SCOOP's top-64 + refinement)", "scoop",
-                     dict(checkpoint=str(flot[2048]))))
+        rows.append(("scoop-flot2048 (FLOT's features, all-points)", "scoop",
+                     dict(checkpoint=str(flot[2048]), preset="all-points")))
     if args.scoop_checkpoint is not None:
-        rows.append((f"scoop-trained ({args.scoop_checkpoint})", "scoop", dict(checkpoint=str(args.scoop_checkpoint))))
+        rows.append((f"scoop-trained (all-points, chunks of {args.trained_points})", "scoop",
+                     dict(checkpoint=str(args.scoop_checkpoint), preset="all-points", points=args.trained_points)))
     for n, path in flot.items():
         if path.is_file():
             rows.append((f"flot-{n} (released weights, {n} points)", "flot", dict(checkpoint=str(path), max_points=n)))

@@ -29,9 +29,9 @@ preset           script                                    points  steps  lr    
 
 With ``points`` the network and the refinement run on that many random points of each cloud (the official
 ``--all_points 0`` evaluation; every other pc1 point takes the flow of its nearest fitted point). With
-``all-points`` the features are computed on random chunks of 2048 points of each cloud, every source
-chunk is matched against **all** target points, and all source points are refined (``--all_points 1
---all_candidates 1``).
+``all-points`` the features are computed on random chunks of ``points`` (2048) points of each cloud, every
+source chunk is matched against **all** target points, and all source points are refined
+(``--all_points 1 --all_candidates 1``).
 
 Two feature modes (``features=``):
 
@@ -179,7 +179,7 @@ def _chunk_features(net: PointFeatureNet, points: torch.Tensor, gen: torch.Gener
     n = points.shape[0]
     perm = torch.randperm(n, generator=gen).to(points.device)
     total = -(-n // chunk) * chunk
-    order = torch.cat([perm, perm[: total - n]]) if total > n else perm
+    order = perm.repeat(-(-total // n))[:total]  # padded by repeating the permutation (as SCOOP's loader)
     feats, _ = net(points[order].reshape(-1, chunk, 3))
     out = torch.empty((n, feats.shape[-1]), dtype=feats.dtype, device=feats.device)
     out[order[:n]] = feats.reshape(-1, feats.shape[-1])[:n]
@@ -198,7 +198,8 @@ class SCOOPRefine(SceneFlowMethod):
             checked every 50 steps).
         smooth_weight: weight of the smoothness term (1.0).
         use_confidence: weight the forward Chamfer by the correspondence confidence.
-        points: learned mode: fit on this many random points per cloud (the preset's 2048 / 8192; None: all).
+        points: learned mode: fit on this many random points per cloud (the preset's 2048 / 8192; None: all);
+            with ``preset="all-points"`` the size of the feature chunks (SCOOP's ``nb_points``, 2048).
         frame: ``"lidar"`` or ``"camera"`` axes of the input (learned mode, see the module docstring).
         graph: ``"kdtree"`` or ``"expanded"`` feature graph (:func:`~motionflow.sceneflow.point_features.point_graph`).
         eps, gamma, sinkhorn_iters, top_k, max_distance: the OT stage. Learned mode: the checkpoint's eps,
@@ -229,8 +230,11 @@ class SCOOPRefine(SceneFlowMethod):
             raise UnknownNameError(f"scoop: checkpoint= gives learned features; features={features!r} ignores it")
         self.preset = REFINE_PRESETS[preset]
         self.learned = features == "learned"
-        if self.learned:
-            base.setdefault("max_points", self.preset.points if points == "preset" else points)
+        points = self.preset.points if points == "preset" else points
+        self.all_points = self.learned and preset == "all-points"
+        self.chunk_points = int(points or CHUNK_POINTS) if self.all_points else None
+        if self.learned and not self.all_points:
+            base.setdefault("max_points", points)
         super().__init__(**base)
         self.features, self.frame, self.init = features, frame, init
         self.stop = StopCriteria.coerce(stop, max_iters=self.preset.steps, min_delta=0.0, patience=0, check_every=50)
@@ -238,7 +242,6 @@ class SCOOPRefine(SceneFlowMethod):
         self.smooth_weight, self.use_confidence = float(smooth_weight), bool(use_confidence)
         self.smooth_neighbors = self.preset.smooth_neighbors if smooth_neighbors is None else int(smooth_neighbors)
         self.backward_weight = self.preset.backward_weight if backward_weight is None else float(backward_weight)
-        self.all_points = self.learned and self.max_points is None
         self.corr_points = int(corr_points)
         self.net = None
         if self.learned:
@@ -286,12 +289,12 @@ class SCOOPRefine(SceneFlowMethod):
             corr = learned_correspondences(self.net, pc1[None], pc2[None], self.frame, **self.ot)
             return corr.flow[0], corr.confidence[0]
         gen = torch.Generator().manual_seed(self.seed + 1)
-        f1 = _chunk_features(self.net, _permute(pc1, self.frame), gen, CHUNK_POINTS)
-        f2 = _chunk_features(self.net, _permute(pc2, self.frame), gen, CHUNK_POINTS)
+        f1 = _chunk_features(self.net, _permute(pc1, self.frame), gen, self.chunk_points)
+        f2 = _chunk_features(self.net, _permute(pc2, self.frame), gen, self.chunk_points)
         eps, gamma = self.net.transport_eps(), self.net.transport_gamma()
         flows, confs = [], []
-        for start in range(0, pc1.shape[0], CHUNK_POINTS):  # every source chunk against all target points
-            sl = slice(start, start + CHUNK_POINTS)
+        for start in range(0, pc1.shape[0], self.chunk_points):  # every source chunk against all target points
+            sl = slice(start, start + self.chunk_points)
             corr = soft_correspondences(pc1[None, sl], pc2[None], f1[None, sl], f2[None], eps, gamma, **self.ot)
             flows.append(corr.flow[0])
             confs.append(corr.confidence[0])

@@ -55,7 +55,8 @@ def test_presets_are_the_official_scripts(flot_dir):
     assert (ft3d.stop.max_iters, ft3d.lr, ft3d.backward_weight, ft3d.smooth_neighbors, ft3d.max_points) == \
         (1000, 0.1, 1.0, 16, 8192)
     every = get_scene_flow_method("scoop", checkpoint=ckpt, preset="all-points")
-    assert (every.stop.max_iters, every.lr, every.max_points, every.all_points) == (150, 0.2, None, True)
+    assert (every.stop.max_iters, every.lr, every.max_points, every.all_points, every.chunk_points) == \
+        (150, 0.2, None, True, 2048)
     fpfh = get_scene_flow_method("scoop")  # training-free: the refinement of the KITTI scripts, 2 m support
     assert (fpfh.features, fpfh.max_points, fpfh.ot["max_distance"], fpfh.smooth_neighbors) == ("fpfh", None, 2.0, 31)
     assert set(REFINE_PRESETS) == {"kitti-t", "kitti-o", "kitti-s", "ft3d-s", "all-points"}
