@@ -3,6 +3,7 @@
     python benchmarks/networks.py                       # both parts, the sizes of the issue
     python benchmarks/networks.py --only speed --size 216x512 --iters 2   # smaller / quicker
     python benchmarks/networks.py --one-window          # time one pass per method x passes of its plan
+    python benchmarks/networks.py --onnx --size 216x512 --iters 4   # (c) only: ONNX Runtime vs torch
 
 (a) **Throughput** on one 8-frame clip (432x1024 by default, a smooth random texture under a
     translation): flows per second (7 forward flows / seconds) of
@@ -20,6 +21,9 @@
     ``OnDemandCorrPyramid`` (the adapter switches to it above ``ON_DEMAND_PIXELS``). Torch CPU
     allocations are invisible to tracemalloc, so each case runs in a fresh subprocess and reports the
     growth of ``ru_maxrss`` (peak RSS) over the resident size after the model and frames were created.
+(c) **ONNX Runtime vs torch** (``--onnx``, :func:`bench_onnx`): each network exported with
+    ``export_onnx`` and one window run by both backends in fresh processes, same frames and threads:
+    flows per second and peak memory as ratios ORT / torch, and max |ORT - torch|.
 """
 
 from __future__ import annotations
@@ -147,6 +151,87 @@ def bench_memory(h: int, w: int) -> None:
               f"{res['on-demand']['seconds'] / res['all-pairs']['seconds']:.2f}x the time")
 
 
+_ONNX_CHILD = r"""
+import json, resource, sys, time
+import numpy as np, onnxruntime, torch
+from motionflow.models.export import example_frames
+from motionflow.registry import get_optical_flow_method
+name, backend, h, w, iters, threads, onnx, runs, out = sys.argv[1:10]
+h, w, iters, threads, runs = int(h), int(w), int(iters), int(threads), int(runs)
+torch.set_num_threads(threads)
+rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+if backend == "torch":
+    torch.manual_seed(0)  # the weights the parent exported
+    m = get_optical_flow_method(name, weights="random", iters=iters, device="cpu", on_demand_pixels=None)
+else:
+    m = get_optical_flow_method(name, backend="onnxruntime", onnx=onnx, threads=threads)
+window = m.spec.windows(m.spec.clip_length)[0][1]
+x = example_frames(1, window, h, w)
+walls, cpus = [], []
+for _ in range(runs + 1):  # the first run is a warm-up
+    t0, c0 = time.perf_counter(), time.process_time()
+    with torch.no_grad():
+        res = m.run_window(x)
+    walls.append(time.perf_counter() - t0)
+    cpus.append(time.process_time() - c0)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+np.save(out, torch.stack([res.forward[p] for p in sorted(res.forward)], 1).numpy())
+print(json.dumps({"wall": float(np.median(walls[1:])), "cpu": float(np.median(cpus[1:])), "flows": len(res.forward),
+                  "mb": (peak - rss0) / 1024}))
+"""
+
+
+def bench_onnx(h: int, w: int, iters: int, names, runs: int = 3) -> None:
+    """ONNX Runtime vs torch on this CPU: one window of each network, random weights (seed 0), same frames.
+
+    Each network is exported once (``export_onnx``, fixed size, dynamic batch); then a fresh process per
+    backend times ``runs`` forward passes of one window after a warm-up through the method's own
+    ``run_window`` (no padding: the size is padded already) and reports the growth of its peak RSS over
+    the process after importing torch, onnxruntime and motionflow (model / session, frames and the
+    forward). Same thread count for both (torch's). Ratios are ONNX Runtime over torch, from the same run.
+    """
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+
+    from motionflow.models import export_onnx
+    from motionflow.models.export import export_size
+
+    h, w = export_size(h, w)
+    threads = torch.get_num_threads()
+    print(f"\n(c) ONNX Runtime vs torch, one window per network at {h}x{w}, random weights, {iters} iterations, "
+          f"{threads} threads, median of {runs} runs after a warm-up, fresh process per case")
+    print(f"{'network':>14} {'export s':>9} {'torch flows/s':>14} {'ORT flows/s':>12} {'speed ORT/torch':>16} "
+          f"{'(CPU s ratio)':>14} {'torch MB':>9} {'ORT MB':>8} {'memory ORT/torch':>17} {'max|diff| px':>13}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            path = Path(tmp) / f"{name}.onnx"
+            torch.manual_seed(0)
+            t0 = time.perf_counter()
+            export_onnx(name, None, (h, w), path, iters=iters, weights="random", verify=False)
+            export_s = time.perf_counter() - t0
+            res = {}
+            for backend in ("torch", "onnxruntime"):
+                out = subprocess.run(
+                    [sys.executable, "-c", _ONNX_CHILD, name, backend, str(h), str(w), str(iters), str(threads),
+                     str(path), str(runs), str(Path(tmp) / f"{name}-{backend}.npy")],
+                    capture_output=True, text=True,
+                )
+                if out.returncode != 0:
+                    print(f"{name:>14} {backend} failed: {(out.stderr.strip().splitlines() or [out.returncode])[-1]}")
+                    break
+                res[backend] = json.loads(out.stdout.strip().splitlines()[-1])
+            if len(res) < 2:
+                continue
+            t, o = res["torch"], res["onnxruntime"]
+            diff = np.abs(np.load(Path(tmp) / f"{name}-torch.npy") - np.load(Path(tmp) / f"{name}-onnxruntime.npy")).max()
+            print(f"{name:>14} {export_s:>9.1f} {t['flows'] / t['wall']:>14.3f} {o['flows'] / o['wall']:>12.3f} "
+                  f"{t['wall'] / o['wall']:>15.2f}x {t['cpu'] / o['cpu']:>13.2f}x {t['mb']:>9.0f} {o['mb']:>8.0f} "
+                  f"{o['mb'] / t['mb']:>16.2f}x {diff:>13.2g}")
+    print("speed ratio > 1: ONNX Runtime is faster; memory ratio < 1: ONNX Runtime needs less")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--only", choices=["speed", "memory"], default=None)
@@ -158,7 +243,15 @@ def main(argv=None) -> int:
     p.add_argument("--one-window", action="store_true",
                    help="time one forward pass per method and multiply by the passes of its window plan "
                         "(every pass of a plan costs the same; for a busy machine)")
+    p.add_argument("--onnx", action="store_true",
+                   help="only (c): ONNX Runtime vs torch per network (--size, --iters, --networks, --runs)")
+    p.add_argument("--networks", default="raft,videoflow-bof,videoflow-mof,streamflow", help="networks for --onnx")
+    p.add_argument("--runs", type=int, default=3, help="timed runs per case for --onnx")
     args = p.parse_args(argv)
+    if args.onnx:
+        h, w = (int(v) for v in args.size.split("x"))
+        bench_onnx(h, w, args.iters, args.networks.split(","), args.runs)
+        return 0
     if args.only in (None, "speed"):
         h, w = (int(v) for v in args.size.split("x"))
         bench_speed(h, w, args.frames, args.iters, args.methods.split(","), args.one_window)

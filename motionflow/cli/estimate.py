@@ -49,6 +49,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--max-size", type=positive_int, default=None, metavar="PX",
                    help="process frames downscaled to this longer side; flows are scaled back to full size")
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda")
+    p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"),
+                   help="run a learned network in torch (default) or its ONNX export in ONNX Runtime (--onnx)")
+    p.add_argument("--onnx", default=None, metavar="MODEL.onnx",
+                   help="file written by `motionflow export` (--backend onnxruntime; --method defaults to its network)")
     p.add_argument("--no-resume", action="store_true",
                    help="start over: recompute every flow in DIR (a resume with other options is refused)")
     add_progress_flags(p)
@@ -112,16 +116,38 @@ def _skipped_frames(source, report, shown: int = 3) -> str:
             f"the flows of all other pairs are in {report.out}")
 
 
+def _backend_options(args: argparse.Namespace) -> dict:
+    """``--backend`` / ``--onnx`` as method options; ``network``: the network the ONNX file was exported from."""
+    if args.backend == "torch" and args.onnx is None:
+        return {}
+    from motionflow.errors import UnknownNameError
+    from motionflow.models import NETWORKS
+    from motionflow.models.onnx_runtime import exported_network
+
+    if args.backend == "torch":
+        raise UnknownNameError(f"--onnx {args.onnx} needs --backend onnxruntime")
+    if args.onnx is None:
+        raise UnknownNameError("--backend onnxruntime needs --onnx MODEL.onnx (a file written by motionflow export)")
+    if args.method is not None and args.method not in NETWORKS:
+        raise UnknownNameError(
+            f"--backend onnxruntime runs an exported network ({', '.join(sorted(NETWORKS))}), found --method {args.method}"
+        )
+    options = {"backend": "onnxruntime", "onnx": args.onnx}
+    if args.method is None:
+        options["network"] = exported_network(args.onnx)
+    return options
+
+
 def run(args: argparse.Namespace) -> int:
     from motionflow.errors import UnknownNameError
     from motionflow.inference import process_video
 
     from .options import show_progress
 
-    method = args.method or ("reynolds" if args.fmt == "reynolds-rgb" else "classical")
+    options = _backend_options(args)
+    method = args.method or options.pop("network", None) or ("reynolds" if args.fmt == "reynolds-rgb" else "classical")
     if args.fmt == "reynolds-rgb" and method != "reynolds":
         raise UnknownNameError(f"--format reynolds-rgb encodes the reynolds method, found --method {method}")
-    options = {}
     if args.preset is not None:
         if method != "classical":
             raise UnknownNameError(f"--preset applies to --method classical only, found --method {method}")

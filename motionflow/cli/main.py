@@ -27,6 +27,7 @@ COMMANDS = {
     "train": "motionflow.cli.train",
     "demo": "motionflow.cli.demo",
     "list": "motionflow.cli.list",
+    "export": "motionflow.cli.export",
 }
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from ..errors import UnknownNameError
+from ..lazy import lazy_exports
 from .weights import (
     OFFICIAL_WEIGHTS,
     LoadReport,
@@ -50,13 +51,18 @@ __all__ = [
     "NETWORKS",
     "OFFICIAL_WEIGHTS",
     "LoadReport",
+    "OnnxFlowMethod",
     "create_model",
+    "export_onnx",
     "load_checkpoint",
     "load_official_checkpoint",
     "no_checkpoint_error",
     "read_checkpoint",
     "unwrap_state_dict",
 ]
+
+#: ONNX export and the ONNX Runtime backend, imported on first use (:mod:`.export`, :mod:`.onnx_runtime`).
+__getattr__ = lazy_exports(__name__, {"export_onnx": "export", "OnnxFlowMethod": "onnx_runtime"})
 
 
 def _builder(name: str):

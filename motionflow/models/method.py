@@ -256,6 +256,15 @@ class NetworkFlowMethod:
         """Whether a padded ``height x width`` frame runs the memory-bounded correlation."""
         return self.on_demand_pixels is not None and height * width > self.on_demand_pixels
 
+    def padding(self, height: int, width: int) -> tuple:
+        """``(left, right, top, bottom)`` padding of a ``height x width`` clip (:func:`padding_for`)."""
+        return padding_for(height, width, self.spec.stride, self.spec.min_size)
+
+    def run_window(self, frames: torch.Tensor) -> WindowFlows:
+        """One padded window ``(B, n, 3, H, W)`` -> :class:`WindowFlows` (``spec.run_window`` on the network;
+        the ONNX Runtime method overrides it)."""
+        return self.spec.run_window(self.model, frames, self.iters, self.return_iterations)
+
     @torch.no_grad()
     def __call__(self, frames: torch.Tensor, windows: Optional[list] = None) -> FlowPrediction:
         """Flow for every consecutive pair of ``frames`` ``(B, T, 3, H, W)`` in [0, 255].
@@ -281,7 +290,7 @@ class NetworkFlowMethod:
         x = frames.to(self.device, torch.float32)
         if self.spec.normalize is not None:
             x = self.spec.normalize(x)
-        pad = padding_for(h, w, self.spec.stride, self.spec.min_size)
+        pad = self.padding(h, w)
         x = pad_frames(x, pad)
         hp, wp = x.shape[-2:]
         on_demand = self.uses_on_demand(hp, wp)
@@ -297,7 +306,7 @@ class NetworkFlowMethod:
             with self._autocast():
                 for start, length in self.spec.windows(t) if windows is None else windows:
                     index = window_indices(start, length, t)
-                    res = self.spec.run_window(self.model, x[:, index], self.iters, self.return_iterations)
+                    res = self.run_window(x[:, index])
                     for p in range(length - 1):
                         pair = start + p
                         # keep a flow only if both of its frames are real frames of the clip
@@ -351,6 +360,8 @@ def make_network_method(
     iters: Optional[int] = None,
     device=None,
     allow_pickle: bool = False,
+    backend: str = "torch",
+    onnx: Union[str, Path, None] = None,
     **options,
 ) -> NetworkFlowMethod:
     """Build ``spec``'s network, load its official checkpoint, and wrap it as a method.
@@ -363,6 +374,9 @@ def make_network_method(
         iters, device: see :class:`NetworkFlowMethod`; further ``options`` go to it too
             (``precision``, ``on_demand_pixels``, ``return_iterations``).
         allow_pickle: see :func:`motionflow.models.load_checkpoint`.
+        backend: ``"torch"``, or ``"onnxruntime"`` to run the ONNX export ``onnx`` (a file written by
+            ``motionflow export``; no checkpoint then) with
+            :class:`~motionflow.models.onnx_runtime.OnnxFlowMethod`.
 
     Raises:
         CheckpointError: no checkpoint (the message says where the official weights are published),
@@ -370,6 +384,11 @@ def make_network_method(
     """
     from . import load_official_checkpoint
 
+    if backend != "torch" or onnx is not None:
+        from .onnx_runtime import create_onnx_method
+
+        return create_onnx_method(spec, backend, onnx, checkpoint=checkpoint, weights=weights, iters=iters,
+                                  device=device, **options)
     if weights not in (None, "random"):
         raise UnknownNameError(f"{spec.name}: weights must be None or 'random', found {weights!r}")
     if checkpoint is not None and weights == "random":

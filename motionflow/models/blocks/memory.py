@@ -74,8 +74,8 @@ def softmax_attention(
     Returns:
         ``(..., Nq, dv)``.
     """
-    n_scores = q.shape[:-1].numel() * k.shape[-2]
-    if exceeds(n_scores * q.element_size(), max_bytes):
+    # sizes are read only under a budget: torch.Size.numel() pins symbolic sizes (dynamic ONNX export)
+    if max_bytes is not None and exceeds(q.shape[:-1].numel() * k.shape[-2] * q.element_size(), max_bytes):
         return F.scaled_dot_product_attention(q, k, v, scale=1.0 if scale is None else scale)
     attn = q @ k.transpose(-2, -1)
     if scale is not None:
