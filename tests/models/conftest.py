@@ -26,6 +26,7 @@ exposed through fixtures only.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import zlib
 from collections import OrderedDict
@@ -180,3 +181,43 @@ def parity_fixture(parity_dir):
 def parity_recipe():
     """The bare ``recipe(key, shape, dtype, salt)`` function of SPEC section 1."""
     return recipe
+
+
+@contextlib.contextmanager
+def _memory_bounded(model, chunk_bytes: int = 2**20):
+    """Every memory-bounded path of ``model`` forced on (issue 21), defaults restored afterwards.
+
+    On-demand correlation, fused Twins sub-sampled attention and GMA attention as factors (budget 0),
+    LSA windows and Twins MLPs in chunks of ``chunk_bytes`` (several chunks at the fixture sizes; budget 0
+    would run one token per chunk, tens of seconds).
+    """
+    from motionflow.models.blocks.memory import DEFAULT_MAX_BYTES, set_max_bytes
+    from motionflow.models.blocks.twins import LocallyGroupedAttn, TwinsBlock
+
+    set_max_bytes(model, 0)
+    for m in model.modules():
+        if isinstance(m, (LocallyGroupedAttn, TwinsBlock)):
+            m.max_bytes = chunk_bytes
+    model.corr_on_demand = True
+    fused = torch.nn.functional.scaled_dot_product_attention
+    calls = []
+
+    def counted(*args, **kw):
+        calls.append(args[0].shape)
+        return fused(*args, **kw)
+
+    torch.nn.functional.scaled_dot_product_attention = counted
+    try:
+        yield model
+    finally:
+        torch.nn.functional.scaled_dot_product_attention = fused
+        set_max_bytes(model, DEFAULT_MAX_BYTES)
+        model.corr_on_demand = None
+    has_attention = any(isinstance(m, TwinsBlock) for m in model.modules())
+    assert calls or not has_attention, "no fused attention ran: the bounded paths were not taken"
+
+
+@pytest.fixture(scope="session")
+def memory_bounded():
+    """``with memory_bounded(model): ...`` runs ``model`` with every memory-bounded path forced on."""
+    return _memory_bounded

@@ -45,6 +45,16 @@ def test_raft_parity(raft_case, warm):
     fx.assert_close(prefix + "flow_up", up, atol=ATOL)
 
 
+def test_raft_parity_memory_bounded(raft_case, memory_bounded):
+    """The memory-bounded path (on-demand correlation, RAFT's only one) forced on: the same outputs."""
+    fx, model = raft_case
+    with memory_bounded(model):
+        preds, low, up = _run(model, fx, warm=True)
+    fx.assert_close("expected_warm_flow_predictions", preds, atol=ATOL)
+    fx.assert_close("expected_warm_flow_low", low, atol=ATOL_LOW)
+    fx.assert_close("expected_warm_flow_up", up, atol=ATOL)
+
+
 def test_raft_parity_intermediates(raft_case):
     """Encoder and first-iteration tensors (public fixture only; skipped for other fixture files)."""
     fx, model = raft_case

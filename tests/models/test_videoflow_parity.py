@@ -57,6 +57,29 @@ def test_videoflow_mof_parity(mof):
     fx.assert_close("expected_flow_final", out.flow, atol=MOF_ATOL, mean_atol=MOF_MEAN_ATOL)
 
 
+# ------------------------------------------------------------------------------ memory-bounded paths (issue 21)
+def test_videoflow_bof_parity_memory_bounded(bof, memory_bounded):
+    """Every memory-bounded path forced on (on-demand correlation, fused Twins sub-sampled attention,
+    LSA / MLP in chunks, GMA attention as factors) and only the last iteration upsampled (the method
+    adapter's call): the same outputs at the same tolerances."""
+    fx, model, _ = bof
+    with memory_bounded(model), torch.no_grad():
+        out = model(fx.tensor("input_images"), all_iterations=False)
+    assert len(out.flow_predictions) == 1
+    fx.assert_close("expected_flow_final", out.flow, atol=BOF_ATOL)
+    fx.assert_close("expected_flow_low", out.flow_low, atol=BOF_LOW_ATOL)
+
+
+def test_videoflow_mof_parity_memory_bounded(mof, memory_bounded):
+    fx, model, _ = mof
+    with memory_bounded(model), torch.no_grad():
+        out = model(fx.tensor("input_images"))
+    fx.assert_close(
+        "expected_flow_predictions", torch.stack(out.flow_predictions), atol=MOF_ATOL, mean_atol=MOF_MEAN_ATOL
+    )
+    fx.assert_close("expected_flow_final", out.flow, atol=MOF_ATOL, mean_atol=MOF_MEAN_ATOL)
+
+
 # ------------------------------------------------------------------------------ intermediates (section 10)
 def _inter(fx, name):
     if "inter_" + name not in fx:
