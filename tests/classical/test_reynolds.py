@@ -329,7 +329,7 @@ def test_estimate_writes_reynoldsflow_plus_pngs_hsv_pictures_and_a_preview(tmp_p
 
     from motionflow.cli.main import main
     from motionflow.io import read_image, write_image
-    from motionflow.viz import flow_to_color
+    from motionflow.viz import flow_picture
 
     tex = 120 + 160 * _texture(72, 96, 8, margin=24)
     frames = []
@@ -352,7 +352,7 @@ def test_estimate_writes_reynoldsflow_plus_pngs_hsv_pictures_and_a_preview(tmp_p
         assert np.abs(img[..., :2].astype(int) - want[..., :2]).max() <= 1  # |v_o|, |v_r| (float32 rounding)
         assert img[..., 0].max() == 255 and img[..., 1].max() == 255  # per-channel "max" scale
         hsv = read_image(out / "viz" / f"frame_{k + 1:04d}.png")
-        assert np.abs(hsv.astype(int) - flow_to_color(ref.flow)).max() <= 2  # the HSV picture of v_o + v_r
+        assert np.abs(hsv.astype(int) - flow_picture(ref.flow)).max() <= 2  # the HSV picture of v_o + v_r, legend on
     cap = cv2.VideoCapture(str(out / "preview.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 2
     cap.release()
