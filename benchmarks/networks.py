@@ -21,6 +21,16 @@
     ``OnDemandCorrPyramid`` (the adapter switches to it above ``ON_DEMAND_PIXELS``). Torch CPU
     allocations are invisible to tracemalloc, so each case runs in a fresh subprocess and reports the
     growth of ``ru_maxrss`` (peak RSS) over the resident size after the model and frames were created.
+(d) **Memory of all four networks** (``--only memory``, :func:`bench_network_memory`; the issue-21
+    table): for RAFT, VideoFlow BOF / MOF and StreamFlow at ``--memory-size`` (default 1080x1920, a
+    comma-separated list is allowed), one window each in a fresh process, the official full-tensor path
+    and the memory-bounded path: peak RSS growth (``ru_maxrss`` over the resident size before the call),
+    the peak of live tensors (:class:`~motionflow.models.blocks.memory.PeakTensorMemory`), wall and CPU
+    seconds, CPU seconds per forward flow, and the official / bounded ratios where the official path
+    fits. The official path runs under an address-space limit of ``--memory-limit-gib`` (default 8 GiB of
+    growth) so that it fails fast instead of exhausting a shared machine. ``--device cuda`` gives the same
+    table with ``torch.cuda.max_memory_allocated`` for every ``--precisions`` entry (fp32, bf16).
+    ``--profile`` first prints (p): the official networks' peak tensors on the meta device (no memory).
 (c) **ONNX Runtime vs torch** (``--onnx``, :func:`bench_onnx`): each network exported with
     ``export_onnx`` and one window run by both backends in fresh processes, same frames and threads:
     flows per second and peak memory as ratios ORT / torch, and max |ORT - torch|.
@@ -151,15 +161,152 @@ def bench_memory(h: int, w: int) -> None:
               f"{res['on-demand']['seconds'] / res['all-pairs']['seconds']:.2f}x the time")
 
 
+_NET_CHILD = r"""
+import json, resource, sys, time, torch
+from motionflow.models.blocks.memory import PeakTensorMemory, set_max_bytes, softmax_attention
+from motionflow.registry import get_optical_flow_method
+name, path, h, w, iters, device, precision, limit_gib = sys.argv[1:9]
+h, w, iters, limit = int(h), int(w), int(iters), float(limit_gib)
+cuda = device == "cuda"
+torch.manual_seed(0)
+m = get_optical_flow_method(name, weights="random", iters=iters, device=device, precision=precision)
+if path == "official":
+    set_max_bytes(m.model, None)  # the full attention / GMA matrices, the whole-tensor MLPs
+n = m.spec.windows(m.spec.clip_length)[0][1]
+x = torch.rand(1, n, 3, h, w, device=device) * 255  # H, W multiples of 8 and >= 128: no padding
+m.model.corr_on_demand = m.uses_on_demand(h, w)  # as the adapter sets it, before and after issue 21
+q = torch.zeros(1, 1, 8, 8, device=device)
+with PeakTensorMemory():  # the first fused attention under the tracker imports sympy: not timed
+    softmax_attention(q, q, q, 1.0, max_bytes=0)
+amp = torch.autocast("cuda", dtype=torch.bfloat16 if precision == "bf16" else torch.float16,
+                     enabled=cuda and precision != "fp32")
+if cuda:
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+else:
+    status = dict(l.split(":", 1) for l in open("/proc/self/status") if ":" in l)
+    vm = int(status["VmSize"].split()[0]) * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (vm + int(limit * 2**30), resource.RLIM_INFINITY))
+    base = int(status["VmRSS"].split()[0]) * 1024
+mem = PeakTensorMemory(m.model, exclude=[x])
+t0, c0 = time.perf_counter(), time.process_time()
+try:
+    with torch.no_grad(), amp, mem:
+        res = m.spec.run_window(m.model, x, iters, path == "official")
+    if cuda:
+        torch.cuda.synchronize()
+except (RuntimeError, MemoryError) as e:
+    print(json.dumps({"error": str(e).strip().splitlines()[0][:160], "module": mem.module}))
+    sys.exit(3)
+wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+if cuda:
+    peak = torch.cuda.max_memory_allocated() - base
+else:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+flows = list(res.forward.values())
+assert all(torch.isfinite(f).all() for f in flows)
+print(json.dumps({"peak": peak, "tensors": mem.peak, "top": mem.peak_tensors[:3], "wall": wall, "cpu": cpu,
+                  "flows": len(flows)}))
+"""
+
+MEMORY_NETWORKS = ("raft", "videoflow-bof", "videoflow-mof", "streamflow")
+
+
+def _network_memory_case(name, path, h, w, iters, device, precision, limit_gib) -> dict:
+    """One fresh process: a window of ``name`` at ``h x w`` on the ``official`` or ``bounded`` path."""
+    cmd = [sys.executable, "-c", _NET_CHILD, name, path, str(h), str(w), str(iters), device, precision, str(limit_gib)]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    lines = out.stdout.strip().splitlines()
+    if lines and lines[-1].startswith("{"):
+        return json.loads(lines[-1])
+    err = out.stderr.strip().splitlines()
+    return {"error": err[-1][:160] if err else f"exit status {out.returncode}", "module": ""}
+
+
+def bench_network_memory(sizes, iters: int, names, device: str = "cpu", precisions=("fp32",),
+                         limit_gib: float = 8.0, show_tensors: bool = False) -> None:
+    """(d) Peak memory and seconds per flow of every network, official (full-tensor) vs bounded paths.
+
+    Each case is one forward window in a fresh process. ``official`` = every bounded layer off
+    (``set_max_bytes(model, None)``, all iterations kept), the correlation chosen by the adapter as
+    before issue 21 (on demand above 1 MP); ``bounded`` = the defaults. CPU: growth of the peak RSS
+    over the resident size before the call; the process may grow by at most ``limit_gib`` (address
+    space limit: a path that needs more fails fast and is reported as not fitting). CUDA:
+    ``torch.cuda.max_memory_allocated`` over the allocation before the call, per precision.
+    """
+    unit = "max_memory_allocated" if device == "cuda" else "peak RSS growth"
+    for h, w in sizes:
+        for precision in precisions:
+            print(f"\n(d) {h}x{w}, one window, {iters} iteration(s), random weights, {device} {precision}, "
+                  f"fresh process per case; {unit} (GiB), tensors = peak of live tensors (PeakTensorMemory)")
+            print(f"{'network':>14} {'path':>9} {'GiB':>7} {'tensors':>8} {'wall s':>8} {'CPU s':>8} "
+                  f"{'CPU s/flow':>10} {'official/bounded':>17}")
+            for name in names:
+                rows = {}
+                for path in ("official", "bounded"):
+                    r = _network_memory_case(name, path, h, w, iters, device, precision, limit_gib)
+                    rows[path] = r
+                    if "error" in r:
+                        print(f"{name:>14} {path:>9}   does not fit in {limit_gib:g} GiB: {r['error']} "
+                              f"(in {r['module'] or '-'})", flush=True)
+                        continue
+                    ratio = ""
+                    if path == "bounded" and "error" not in rows["official"]:
+                        o = rows["official"]
+                        ratio = f"mem {o['peak'] / r['peak']:.1f}x, CPU {o['cpu'] / r['cpu']:.2f}x"
+                    print(f"{name:>14} {path:>9} {r['peak'] / 2**30:>7.2f} {r['tensors'] / 2**30:>8.2f} "
+                          f"{r['wall']:>8.1f} {r['cpu']:>8.1f} {r['cpu'] / r['flows']:>10.1f} {ratio:>17}", flush=True)
+                    if show_tensors:
+                        for b, label in r["top"]:
+                            print(f"{'':>26} {b / 2**30:.2f} GiB  {label}")
+
+
+def profile_official(h: int, w: int, names) -> None:
+    """(p) Which tensors hold the peak of the official networks at ``h x w``: one forward (1 iteration)
+    on the meta device (shapes only: no memory, no compute), all-pairs correlation, every bounded layer off."""
+    import contextlib
+
+    from motionflow.models import create_model
+    from motionflow.models.blocks.memory import PeakTensorMemory, set_max_bytes
+
+    print(f"\n(p) official networks at {h}x{w} on the meta device (1 iteration, all-pairs correlation): "
+          "peak of live tensors and the largest ones then")
+    autocast = torch.autocast
+    torch.autocast = lambda *a, **k: contextlib.nullcontext()  # no autocast on meta; these regions are fp32
+    try:
+        for name in names:
+            model = set_max_bytes(create_model(name).eval().to("meta"), None)
+            model.corr_on_demand = False
+            n = {"raft": 2, "videoflow-bof": 3, "videoflow-mof": 5}.get(name, 4)
+            x = torch.empty(1, n, 3, h, w, device="meta")
+            with torch.no_grad(), PeakTensorMemory(model, exclude=[x]) as mem:
+                if name == "raft":
+                    model(x[:, 0], x[:, 1], iters=1)
+                else:
+                    model(x, iters=1)
+            print(f"{name:>14}: {mem.peak / 2**30:.1f} GiB at {mem.peak_op}")
+            for b, label in mem.peak_tensors[:4]:
+                print(f"{'':>16}{b / 2**30:6.2f} GiB  {label}")
+    finally:
+        torch.autocast = autocast
+
+
 _ONNX_CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 import numpy as np, onnxruntime, torch
 from motionflow.models.export import example_frames
 from motionflow.registry import get_optical_flow_method
 name, backend, h, w, iters, threads, onnx, runs, out = sys.argv[1:10]
 h, w, iters, threads, runs = int(h), int(w), int(iters), int(threads), int(runs)
 torch.set_num_threads(threads)
-rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+def status_kb(key):
+    return int(next(l for l in open("/proc/self/status") if l.startswith(key + ":")).split()[1])
+
+with open("/proc/self/clear_refs", "w") as f:  # reset the peak RSS (VmHWM) left by the imports
+    f.write("5")
+rss0 = status_kb("VmRSS")
 if backend == "torch":
     torch.manual_seed(0)  # the weights the parent exported
     m = get_optical_flow_method(name, weights="random", iters=iters, device="cpu", on_demand_pixels=None)
@@ -174,7 +321,7 @@ for _ in range(runs + 1):  # the first run is a warm-up
         res = m.run_window(x)
     walls.append(time.perf_counter() - t0)
     cpus.append(time.process_time() - c0)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak = status_kb("VmHWM")
 np.save(out, torch.stack([res.forward[p] for p in sorted(res.forward)], 1).numpy())
 print(json.dumps({"wall": float(np.median(walls[1:])), "cpu": float(np.median(cpus[1:])), "flows": len(res.forward),
                   "mb": (peak - rss0) / 1024}))
@@ -186,9 +333,9 @@ def bench_onnx(h: int, w: int, iters: int, names, runs: int = 3) -> None:
 
     Each network is exported once (``export_onnx``, fixed size, dynamic batch); then a fresh process per
     backend times ``runs`` forward passes of one window after a warm-up through the method's own
-    ``run_window`` (no padding: the size is padded already) and reports the growth of its peak RSS over
-    the process after importing torch, onnxruntime and motionflow (model / session, frames and the
-    forward). Same thread count for both (torch's). Ratios are ONNX Runtime over torch, from the same run.
+    ``run_window`` (no padding: the size is padded already) and reports the growth of its peak RSS
+    (``VmHWM``, reset after importing torch, onnxruntime and motionflow) over the resident size then:
+    model / session, frames and the forward. Same thread count for both (torch's). Ratios are ONNX Runtime over torch, from the same run.
     """
     import tempfile
     from pathlib import Path
@@ -234,12 +381,22 @@ def bench_onnx(h: int, w: int, iters: int, names, runs: int = 3) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--only", choices=["speed", "memory"], default=None)
+    p.add_argument("--only", choices=["speed", "memory", "network-memory"], default=None,
+                   help="memory: (b) and (d); network-memory: (d) only")
     p.add_argument("--size", default="432x1024", help="HxW of the throughput clip")
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--iters", type=int, default=4)
     p.add_argument("--methods", default="streamflow,videoflow-bof,raft")
-    p.add_argument("--memory-size", default="1080x1920")
+    p.add_argument("--memory-size", default="1080x1920", help="HxW[,HxW...] of the memory tables (b) and (d)")
+    p.add_argument("--memory-iters", type=int, default=1, help="refinement iterations in (d)")
+    p.add_argument("--memory-networks", default=",".join(MEMORY_NETWORKS), help="networks of (d)")
+    p.add_argument("--memory-limit-gib", type=float, default=8.0,
+                   help="(d): growth a case may reach before it is stopped as not fitting (CPU)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="device of (d)")
+    p.add_argument("--precisions", default=None, help="(d) on CUDA: comma-separated fp32,bf16 (default both)")
+    p.add_argument("--profile", action="store_true",
+                   help="(p): peak tensors of the official networks on the meta device, then (d) with the "
+                        "largest tensors at each peak")
     p.add_argument("--one-window", action="store_true",
                    help="time one forward pass per method and multiply by the passes of its window plan "
                         "(every pass of a plan costs the same; for a busy machine)")
@@ -255,9 +412,21 @@ def main(argv=None) -> int:
     if args.only in (None, "speed"):
         h, w = (int(v) for v in args.size.split("x"))
         bench_speed(h, w, args.frames, args.iters, args.methods.split(","), args.one_window)
+    sizes = [tuple(int(v) for v in size.split("x")) for size in args.memory_size.split(",")]
     if args.only in (None, "memory"):
-        h, w = (int(v) for v in args.memory_size.split("x"))
-        bench_memory(h, w)
+        bench_memory(*sizes[0])
+    if args.only in (None, "memory", "network-memory"):
+        names = args.memory_networks.split(",")
+        if args.profile:
+            for h, w in sizes:
+                profile_official(h, w, names)
+        precisions = args.precisions.split(",") if args.precisions else (
+            ["fp32", "bf16"] if args.device == "cuda" else ["fp32"])
+        if args.device == "cuda" and not torch.cuda.is_available():
+            print("\n(d) --device cuda: no CUDA device here; the table needs a GPU")
+            return 1
+        bench_network_memory(sizes, args.memory_iters, names, args.device, precisions, args.memory_limit_gib,
+                             show_tensors=args.profile)
     return 0
 
 
