@@ -174,7 +174,9 @@ if path == "official":
     set_max_bytes(m.model, None)  # the full attention / GMA matrices, the whole-tensor MLPs
 n = m.spec.windows(m.spec.clip_length)[0][1]
 x = torch.rand(1, n, 3, h, w, device=device) * 255  # H, W multiples of 8 and >= 128: no padding
-m.model.corr_on_demand = m.uses_on_demand(h, w)  # as the adapter sets it, before and after issue 21
+# the correlation as the adapter chooses it: before issue 21 on demand above 1 MP, now above 1 MP / sqrt(volumes)
+from motionflow.models.method import ON_DEMAND_PIXELS
+m.model.corr_on_demand = h * w > ON_DEMAND_PIXELS if path == "official" else m.uses_on_demand(h, w)
 q = torch.zeros(1, 1, 8, 8, device=device)
 with PeakTensorMemory():  # the first fused attention under the tracker imports sympy: not timed
     softmax_attention(q, q, q, 1.0, max_bytes=0)
@@ -229,8 +231,9 @@ def bench_network_memory(sizes, iters: int, names, device: str = "cpu", precisio
     """(d) Peak memory and seconds per flow of every network, official (full-tensor) vs bounded paths.
 
     Each case is one forward window in a fresh process. ``official`` = every bounded layer off
-    (``set_max_bytes(model, None)``, all iterations kept), the correlation chosen by the adapter as
-    before issue 21 (on demand above 1 MP); ``bounded`` = the defaults. CPU: growth of the peak RSS
+    (``set_max_bytes(model, None)``, all iterations kept), the correlation chosen as the adapter did
+    before issue 21 (on demand above 1 MP); ``bounded`` = the defaults (on demand above
+    ``1 MP / sqrt(correlation volumes)``). CPU: growth of the peak RSS
     over the resident size before the call; the process may grow by at most ``limit_gib`` (address
     space limit: a path that needs more fails fast and is reported as not fitting). CUDA:
     ``torch.cuda.max_memory_allocated`` over the allocation before the call, per precision.

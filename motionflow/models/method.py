@@ -27,7 +27,9 @@ engine calls it on clips of ``clip_length`` frames overlapping by one and stitch
 4. **Precision**: ``torch.autocast`` with fp16 or bf16 on CUDA (``precision=``); CPU runs in float32.
 5. **Memory-bounded correlation**: when the padded frame has more than ``on_demand_pixels`` pixels
    (default :data:`ON_DEMAND_PIXELS` = 1,000,000, i.e. above ~1 MP, where RAFT's level-0 volume
-   ``(H/8 * W/8)^2`` floats passes 1 GB per pair: 1080p needs 4.3 GB), the adapter sets
+   ``(H/8 * W/8)^2`` floats passes 1 GB per pair: 1080p needs 4.3 GB), divided by the square root of
+   the network's ``correlation_volumes`` (so that every network switches at the same total volume:
+   MOF's six volumes at 0.41 MP), the adapter sets
    ``model.corr_on_demand = True`` for the call, so the network uses
    :class:`~motionflow.ops.correlation.OnDemandCorrPyramid` (same lookup, no volume). A network that
    supports this has a boolean attribute ``corr_on_demand``.
@@ -141,6 +143,8 @@ class NetworkSpec:
         stride: padding multiple (8 for all four networks).
         min_size: minimal padded side (128).
         normalize: optional ``(B, T, 3, H, W) [0,255] -> network input`` (default: unchanged).
+        correlation_volumes: all-pairs correlation volumes one window builds (RAFT 1, VideoFlow BOF 2,
+            MOF 6, StreamFlow 3); the on-demand threshold is ``on_demand_pixels / sqrt(volumes)``.
     """
 
     name: str
@@ -152,6 +156,7 @@ class NetworkSpec:
     stride: int = 8
     min_size: int = MIN_SIZE
     normalize: Optional[Callable] = None
+    correlation_volumes: int = 1
 
 
 # ------------------------------------------------------------------------------------------ padding
@@ -195,8 +200,9 @@ class NetworkFlowMethod:
         iters: refinement iterations (default ``spec.default_iters``).
         device: ``"cpu"``, ``"cuda"``, ``torch.device`` or None (CUDA if available).
         precision: ``"fp32"``, ``"fp16"`` or ``"bf16"`` (autocast on CUDA only; default the spec's).
-        on_demand_pixels: padded pixel count above which the memory-bounded correlation is used
-            (``None`` = never, ``0`` = always).
+        on_demand_pixels: padded pixel count above which the memory-bounded correlation is used by a
+            network with one correlation volume per window (``spec.correlation_volumes`` k: above
+            ``on_demand_pixels / sqrt(k)``); ``None`` = never, ``0`` = always.
         return_iterations: also return per-iteration forward flows in ``FlowPrediction.iterations``.
     """
 
@@ -254,7 +260,9 @@ class NetworkFlowMethod:
 
     def uses_on_demand(self, height: int, width: int) -> bool:
         """Whether a padded ``height x width`` frame runs the memory-bounded correlation."""
-        return self.on_demand_pixels is not None and height * width > self.on_demand_pixels
+        if self.on_demand_pixels is None:
+            return False
+        return height * width * self.spec.correlation_volumes**0.5 > self.on_demand_pixels
 
     def padding(self, height: int, width: int) -> tuple:
         """``(left, right, top, bottom)`` padding of a ``height x width`` clip (:func:`padding_for`)."""

@@ -262,6 +262,7 @@ def streamflow_spec(frames: int = 4):
         run_window=run_streamflow_window,
         default_iters=DEFAULT_ITERS,
         default_precision="fp16",  # evaluate_mf.py's default (--mixed_precision on); CUDA only, CPU is fp32
+        correlation_volumes=frames - 1,  # one per pair of the SIM group
     )
 
 

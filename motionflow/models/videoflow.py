@@ -366,6 +366,7 @@ def _spec(name: str):
             windows=lambda t: sliding_windows(t, 3),
             run_window=run_bof_window,
             default_iters=DEFAULT_ITERS,
+            correlation_volumes=2,  # centre -> next, centre -> previous
         )
     return NetworkSpec(
         name=name,
@@ -373,6 +374,7 @@ def _spec(name: str):
         windows=lambda t: sliding_windows(t, 5),
         run_window=run_mof_window,
         default_iters=DEFAULT_ITERS,
+        correlation_volumes=6,  # forward and backward of the 3 inner frames of a 5-frame window
     )
 
 

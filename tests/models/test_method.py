@@ -138,6 +138,22 @@ def test_on_demand_switch_by_pixel_count():
     assert NetworkFlowMethod(spec, net, device="cpu", on_demand_pixels=None).uses_on_demand(4000, 4000) is False
 
 
+def test_on_demand_threshold_scales_with_the_number_of_correlation_volumes():
+    """k volumes per window switch at on_demand_pixels / sqrt(k): the same total volume as one at the threshold."""
+    spec = NetworkSpec("fake", 2, pairwise_windows, _group_runner, default_iters=1, correlation_volumes=4)
+    m = NetworkFlowMethod(spec, _IndexNet(), device="cpu", on_demand_pixels=1000)
+    assert m.uses_on_demand(20, 25) is False  # 500 px x sqrt(4) = 1000, not above
+    assert m.uses_on_demand(1, 501) is True
+    from motionflow.registry import get_optical_flow_method
+
+    volumes = {n: get_optical_flow_method(n, weights="random").spec.correlation_volumes
+               for n in ("raft", "videoflow-bof", "videoflow-mof", "streamflow")}
+    assert volumes == {"raft": 1, "videoflow-bof": 2, "videoflow-mof": 6, "streamflow": 3}
+    # 720p MOF: six 0.98 GB volumes would be built all-pairs with the plain 1 MP threshold
+    mof = get_optical_flow_method("videoflow-mof", weights="random")
+    assert mof.uses_on_demand(720, 1280) and not mof.uses_on_demand(400, 1000)
+
+
 def test_bad_frames_are_refused():
     spec = NetworkSpec("fake", 2, pairwise_windows, _group_runner, default_iters=1)
     m = NetworkFlowMethod(spec, _IndexNet(), device="cpu")
