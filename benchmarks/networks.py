@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import resource
 import subprocess
 import sys
@@ -251,7 +252,9 @@ def bench_network_memory(sizes, iters: int, names, device: str = "cpu", precisio
                     r = _network_memory_case(name, path, h, w, iters, device, precision, limit_gib)
                     rows[path] = r
                     if "error" in r:
-                        print(f"{name:>14} {path:>9}   does not fit in {limit_gib:g} GiB: {r['error']} "
+                        need = re.search(r"allocate (\d+) bytes", r["error"])
+                        why = f"one {int(need[1]) / 2**30:.1f} GiB allocation failed" if need else r["error"]
+                        print(f"{name:>14} {path:>9}   does not fit in {limit_gib:g} GiB: {why} "
                               f"(in {r['module'] or '-'})", flush=True)
                         continue
                     ratio = ""

@@ -95,7 +95,7 @@ def all_pairs_correlation(fmap1: torch.Tensor, fmap2: torch.Tensor) -> torch.Ten
     b, c, h1, w1 = fmap1.shape
     h2, w2 = fmap2.shape[-2:]
     corr = torch.matmul(fmap1.reshape(b, c, h1 * w1).transpose(1, 2), fmap2.reshape(b, c, h2 * w2))
-    corr = corr / _inv_sqrt_scale(c, corr.dtype).to(corr.device)
+    corr = corr.div_(_inv_sqrt_scale(c, corr.dtype).to(corr.device))  # in place: one volume in memory, not two
     return corr.view(b, h1, w1, h2, w2)
 
 
