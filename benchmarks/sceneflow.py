@@ -20,6 +20,7 @@ Usage::
 
     python benchmarks/sceneflow.py [--sizes 8192 all] [--threads 1] [--json OUT.json]
     python benchmarks/sceneflow.py --synthetic 0 1 2 --sizes all --only zero nn nsfp fnsf [--beams 64 --azimuths 2048]
+    python benchmarks/sceneflow.py --ego [--synthetic 0 1] [--nsfp-seeds 5] --threads 1   # issue 16: ego / rigid / nsfp seeds
 """
 
 from __future__ import annotations
@@ -100,9 +101,12 @@ def main(argv=None) -> int:
     ap.add_argument("--beams", type=int, default=32, help="--synthetic sensor beams")
     ap.add_argument("--azimuths", type=int, default=512, help="--synthetic sensor azimuth steps")
     add_learned_arguments(ap)
+    add_ego_arguments(ap)
     args = ap.parse_args(argv)
     if args.learned:
         return learned_main(args)
+    if args.ego:
+        return ego_main(args)
     if args.synthetic is None and not args.data.exists():
         print(f"AV2 sample not found at {args.data}", file=sys.stderr)
         return 1
@@ -273,6 +277,185 @@ def learned_main(args) -> int:
         if sel:
             print(f"  {label:<66} " + "  ".join(f"{k} {np.mean([r[k] for r in sel]):.4f}" for k in
                                                  ("epe3d", "acc3d_strict", "acc3d_relax", "epe_dynamic", "seconds")))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+
+# --- ego motion, rigid with and without max_points, nsfp over seeds (issue 16) ------------------------------
+
+
+def add_ego_arguments(ap) -> None:
+    ap.add_argument("--ego", action="store_true",
+                    help="the ego-motion / rigid / nsfp-seeds table instead: ego-motion estimators against the "
+                         "log poses on the raw AV2 sweeps; rigid with the log poses, with the estimated ego motion "
+                         "(raw sweeps) and on compensated sweeps with nothing given, each with and without "
+                         "--max-points 8192; nsfp at 8192 fit points over --nsfp-seeds seeds (on --synthetic "
+                         "SEEDS too when given)")
+    ap.add_argument("--nsfp-seeds", type=int, default=5, help="--ego: nsfp seeds (0 skips nsfp)")
+
+
+def ego_candidates() -> list:
+    """(label, function(pc1, pc2) -> (4, 4) pc1 -> pc2); library candidates only where installed."""
+    from motionflow.sceneflow.ego import estimate_ego_motion, rigid_icp
+
+    out = [("motionflow estimate_ego_motion", lambda a, b: estimate_ego_motion(a, b).transform),
+           ("motionflow, no plane gate (planarity 0)", lambda a, b: estimate_ego_motion(a, b, planarity=0.0).transform),
+           ("open3d robust point-to-plane (previous)", lambda a, b: rigid_icp(a, b).transform)]
+    try:
+        import small_gicp
+
+        def gicp(a, b):
+            T = np.eye(4)
+            for voxel, dist in ((1.0, 3.0), (0.5, 1.5), (0.25, 0.5)):
+                s, _ = small_gicp.preprocess_points(a.astype(np.float64), voxel, num_neighbors=10)
+                t, tree = small_gicp.preprocess_points(b.astype(np.float64), voxel, num_neighbors=10)
+                T = small_gicp.align(t, s, tree, init_T_target_source=T, max_correspondence_distance=dist,
+                                     max_iterations=50).T_target_source
+            return T
+
+        out.append(("small_gicp GICP (1.0 / 0.5 / 0.25 m)", gicp))
+    except ImportError:
+        print("skipped small_gicp: not installed", file=sys.stderr)
+    try:
+        from kiss_icp.config import load_config
+        from kiss_icp.kiss_icp import KissICP
+
+        def kiss(a, b):
+            cfg = load_config(None)
+            cfg.data.deskew = False
+            odometry = KissICP(cfg)
+            for cloud in (a, b):
+                odometry.register_frame(cloud.astype(np.float64), np.zeros(len(cloud)))
+            return np.linalg.inv(odometry.last_pose)  # pose of sweep 2 in sweep 1's frame -> pc1 -> pc2
+
+        out.append(("kiss-icp 1.3 (defaults, two frames)", kiss))
+    except ImportError:
+        print("skipped kiss-icp: not installed", file=sys.stderr)
+    return out
+
+
+def _split_scores(flow, gt, mask, dynamic) -> dict:
+    err = np.linalg.norm(flow - gt, axis=1)
+    return dict(epe3d=float(err[mask].mean()), epe_static=float(err[mask & ~dynamic].mean()),
+                epe_dynamic=float(err[mask & dynamic].mean()) if (mask & dynamic).any() else float("nan"))
+
+
+def _raw_pair(args, seed=None):
+    """(name, raw sample, compensated sample, evaluation mask, dynamic mask): AV2 (valid, non-ground,
+    |x|, |y| <= 35 m) or a generated pair with 0.1 degree of pitch per sweep (every point)."""
+    from motionflow.geometry import apply_transform, ego_flow
+
+    if seed is None:
+        from motionflow.datasets import get_dataset
+
+        raw = get_dataset("av2", str(args.data))[0]
+        comp = get_dataset("av2", str(args.data), compensate_ego=True)[0]
+        p = raw.pc1
+        mask = raw.valid & ~raw.ground1 & (np.abs(p[:, 0]) <= 35) & (np.abs(p[:, 1]) <= 35)
+        name = "av2"
+    else:
+        from dataclasses import replace
+
+        from motionflow.datasets.synthetic import synthetic_lidar_pair
+
+        raw = synthetic_lidar_pair(seed=seed, beams=args.beams, azimuths=args.azimuths, ego_pitch=0.002)
+        moved = apply_transform(raw.pc1.astype(np.float64), raw.ego_motion).astype(np.float32)
+        comp = replace(raw, pc1=moved, flow=(raw.pc1 + raw.flow - moved).astype(np.float32), ego_motion=np.eye(4))
+        mask, name = np.ones(len(raw.pc1), dtype=bool), f"synthetic-{seed}"
+    dynamic = np.linalg.norm(raw.flow - ego_flow(raw.pc1, raw.ego_motion), axis=1) >= 0.05
+    return name, raw, comp, mask, dynamic
+
+
+def ego_rows(name, raw, mask, dynamic) -> list:
+    from motionflow.geometry import compose_transforms, ego_flow, invert_transform
+
+    rows = []
+    for label, fn in ego_candidates():
+        c = time.process_time()
+        T = fn(raw.pc1, raw.pc2)
+        cpu = time.process_time() - c
+        d = compose_transforms(invert_transform(raw.ego_motion), T)
+        rot = float(np.degrees(np.arccos(np.clip((np.trace(d[:3, :3]) - 1) / 2, -1, 1))))
+        static = mask & ~dynamic
+        err = float(np.linalg.norm(ego_flow(raw.pc1[static], T) - raw.flow[static], axis=1).mean())
+        rows.append(dict(pair=name, table="ego", method=label, translation_mm=1000 * float(np.linalg.norm(d[:3, 3])),
+                         rotation_deg=rot, static_epe=err, cpu_seconds=cpu))
+        print(f"  ego  {label:<44} {rows[-1]['translation_mm']:6.2f} mm {rot:.4f} deg from the log  "
+              f"static ego-flow EPE {err:.4f} m  cpu {cpu:5.1f} s", flush=True)
+    return rows
+
+
+def rigid_rows(name, raw, comp, mask, dynamic, get_scene_flow_method) -> list:
+    rows, ref = [], None
+    for max_points in (None, 8192):
+        runs = [("rigid, log poses (raw sweeps)", raw, dict(ego_motion=raw.ego_motion)),
+                ("rigid, estimated ego (raw sweeps)", raw, {}),
+                ("rigid, compensated sweeps, nothing given", comp, {})]
+        for label, sample, call in runs:
+            est = get_scene_flow_method("rigid", max_points=max_points)
+            c = time.process_time()
+            res = est(sample.pc1, sample.pc2, **call)
+            cpu = time.process_time() - c
+            ref = ref or cpu
+            row = dict(pair=name, table="rigid", method=label, max_points=max_points, cpu_seconds=cpu,
+                       cpu_vs_first=cpu / ref, **_split_scores(res.flow, sample.flow, mask, dynamic))
+            rows.append(row)
+            print(f"  {label:<44} max_points {str(max_points):>5}  EPE3D {row['epe3d']:.4f}  static "
+                  f"{row['epe_static']:.4f}  dynamic {row['epe_dynamic']:.4f}  cpu {cpu:5.1f} s ({cpu / ref:.2f}x)",
+                  flush=True)
+    return rows
+
+
+def nsfp_seed_rows(name, pc1, pc2, gt, valid, seeds, get_scene_flow_method) -> list:
+    """nsfp at 8192 fit points (the reference loop checked every 10 steps), EPE on every point and on the
+    fit points (the official script's protocol)."""
+    from motionflow.sceneflow.base import random_subset
+
+    rows = []
+    dynamic = np.linalg.norm(gt, axis=1) >= 0.05
+    for seed in range(seeds):
+        c = time.process_time()
+        res = get_scene_flow_method("nsfp", max_points=8192, seed=seed)(pc1, pc2)
+        cpu = time.process_time() - c
+        idx = random_subset(len(pc1), 8192, torch.Generator().manual_seed(seed))  # the draw the method made
+        fit = np.zeros(len(pc1), dtype=bool)
+        fit[np.arange(len(pc1)) if idx is None else idx.numpy()] = True
+        row = dict(pair=name, table="nsfp", seed=seed, iterations=res.iterations, cpu_seconds=cpu,
+                   all=_split_scores(res.flow, gt, valid, dynamic), fit=_split_scores(res.flow, gt, valid & fit, dynamic))
+        rows.append(row)
+        print(f"  nsfp seed {seed}: {res.iterations} iterations, all points {row['all']}, fit points {row['fit']}, "
+              f"cpu {cpu:.0f} s", flush=True)
+    if rows:
+        for where in ("all", "fit"):
+            stats = {k: (np.mean([r[where][k] for r in rows]), np.std([r[where][k] for r in rows]))
+                     for k in ("epe3d", "epe_static", "epe_dynamic")}
+            its = [r["iterations"] for r in rows]
+            print(f"  nsfp over {len(rows)} seeds, {where} points: " + ", ".join(
+                f"{k} {m:.4f} +- {s:.4f}" for k, (m, s) in stats.items()) + f", iterations {np.mean(its):.0f} "
+                f"(range {min(its)}-{max(its)})", flush=True)
+    return rows
+
+
+def ego_main(args) -> int:
+    from motionflow.registry import get_scene_flow_method
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    pairs = [None] if args.synthetic is None else []
+    if args.synthetic is None and not args.data.exists():
+        print(f"AV2 sample not found at {args.data}", file=sys.stderr)
+        return 1
+    rows = []
+    for seed in pairs + list(args.synthetic or []):
+        name, raw, comp, mask, dynamic = _raw_pair(args, seed)
+        print(f"{name}: pc1 {len(raw.pc1)}, pc2 {len(raw.pc2)} points, evaluated {int(mask.sum())} "
+              f"({int((mask & dynamic).sum())} dynamic); torch threads {torch.get_num_threads()}", flush=True)
+        rows += ego_rows(name, raw, mask, dynamic)
+        rows += rigid_rows(name, raw, comp, mask, dynamic, get_scene_flow_method)
+        fit_input = load_pair(args.data, args.zmax) if seed is None else load_synthetic(seed, args.beams, args.azimuths)
+        rows += nsfp_seed_rows(name, *fit_input, args.nsfp_seeds, get_scene_flow_method)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return 0

@@ -57,7 +57,10 @@ def test_max_points_never_costs_the_rigid_flow(scene):
     sample, result = scene
     capped = RigidFlow(max_points=8192)(sample.pc1, sample.pc2, ego_motion=sample.ego_motion)
     assert len(sample.pc1) > 6 * 8192 and "fit_points" not in capped.extras
-    np.testing.assert_array_equal(capped.flow, result.flow)  # 8192 >= the per-cluster caps: the same fit
+    # 8192 >= the per-cluster caps: the same fit (up to open3d's multi-threaded ICP, not bit-reproducible)
+    moving = np.isin(sample.meta["instance1"], [i for i, b in enumerate(sample.meta["boxes"]) if b["moving"]])
+    err, err_capped = (np.linalg.norm(f - sample.flow, axis=1) for f in (result.flow, capped.flow))
+    assert err_capped.mean() <= 1.1 * err.mean() + 1e-4 and err_capped[moving].mean() <= 1.1 * err[moving].mean() + 1e-3
     tight = RigidFlow(max_points=256)(sample.pc1, sample.pc2, ego_motion=sample.ego_motion)
     assert tight.flow.shape == sample.pc1.shape and np.isfinite(tight.flow).all()
     assert np.linalg.norm(tight.flow - sample.flow, axis=1).mean() < 0.03
