@@ -8,7 +8,7 @@ light): ``zero``, ``nn``, ``icp`` (baselines), ``nsfp``, ``fnsf``, ``scoop``, ``
 Building blocks for other methods: :class:`motionflow.sceneflow.base.SceneFlowMethod` (ego compensation,
 fit subsampling, seeding, timing), :mod:`~motionflow.sceneflow.stopping` (``StopCriteria``, the
 best-iterate optimisation loop), :mod:`~motionflow.sceneflow.preprocess`, :mod:`~motionflow.sceneflow.ego`
-(robust ICP ego motion), :class:`motionflow.sceneflow.nsfp.NeuralPrior` (the coordinate MLP),
+(``estimate_ego_motion``: GICP then plane-gated point-to-plane ICP, deskewing, identity below 1 cm), :class:`motionflow.sceneflow.nsfp.NeuralPrior` (the coordinate MLP),
 :mod:`~motionflow.sceneflow.longterm` (``propagate``: long-term chaining; ``accumulate``: dense clouds).
 """
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from typing import Optional
 
+from .ego import EgoMotion, estimate_ego_motion
 from .longterm import accumulate, propagate
 from .stopping import StopCriteria
 
@@ -28,7 +29,8 @@ DEFAULT_METHOD = "rigid"
 #: preprocessing already did)
 RIGID_METHODS = ("rigid", "rigid+nsfp")
 
-__all__ = ["DEFAULT_METHOD", "RIGID_METHODS", "StopCriteria", "accumulate", "estimate_scene_flow", "propagate"]
+__all__ = ["DEFAULT_METHOD", "RIGID_METHODS", "EgoMotion", "StopCriteria", "accumulate", "estimate_ego_motion",
+           "estimate_scene_flow", "propagate"]
 
 _PREPROCESS_KEYS = ("remove_duplicates", "box", "radius", "ground", "ground_height", "ground_distance")
 

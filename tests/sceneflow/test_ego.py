@@ -8,7 +8,8 @@ import pytest
 from motionflow.datasets.synthetic import synthetic_lidar_pair
 from motionflow.errors import ShapeError
 from motionflow.geometry import apply_transform, compose_transforms, interpolate_transform, invert_transform
-from motionflow.sceneflow.ego import deskew, estimate_ego_motion
+from motionflow.sceneflow import estimate_ego_motion  # the public name (issue 16.1)
+from motionflow.sceneflow.ego import deskew
 
 SENSOR = dict(num_boxes=14, num_moving=4, beams=64, azimuths=1024, max_range=60.0, noise=0.01)
 
