@@ -369,7 +369,7 @@ def _raw_pair(args, seed=None):
 
 
 def ego_rows(name, raw, mask, dynamic) -> list:
-    from motionflow.geometry import compose_transforms, ego_flow, invert_transform
+    from motionflow.geometry import compose_transforms, ego_flow, invert_transform, rotation_angle
 
     rows = []
     for label, fn in ego_candidates():
@@ -377,7 +377,7 @@ def ego_rows(name, raw, mask, dynamic) -> list:
         T = fn(raw.pc1, raw.pc2)
         cpu = time.process_time() - c
         d = compose_transforms(invert_transform(raw.ego_motion), T)
-        rot = float(np.degrees(np.arccos(np.clip((np.trace(d[:3, :3]) - 1) / 2, -1, 1))))
+        rot = rotation_angle(d)
         static = mask & ~dynamic
         err = float(np.linalg.norm(ego_flow(raw.pc1[static], T) - raw.flow[static], axis=1).mean())
         rows.append(dict(pair=name, table="ego", method=label, translation_mm=1000 * float(np.linalg.norm(d[:3, 3])),

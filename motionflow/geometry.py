@@ -16,7 +16,7 @@ import numpy as np
 from .errors import ShapeError
 
 __all__ = ["as_transform", "apply_transform", "invert_transform", "compose_transforms", "ego_flow",
-           "interpolate_transform"]
+           "interpolate_transform", "rotation_angle"]
 
 
 def as_transform(T, name: str = "T") -> np.ndarray:
@@ -74,6 +74,12 @@ def ego_flow(points, T, name: str = "points") -> np.ndarray:
     p64 = p.astype(np.float64)
     out = p64 @ np.swapaxes(T[..., :3, :3], -1, -2) + T[..., None, :3, 3] - p64
     return out.astype(p.dtype if np.issubdtype(p.dtype, np.floating) else np.float64)
+
+
+def rotation_angle(T) -> float:
+    """Angle of the rotation of one rigid transform ``T (4, 4)`` (or of a ``(3, 3)`` rotation), in degrees."""
+    R = np.asarray(T, dtype=np.float64)[:3, :3]
+    return float(np.degrees(np.arccos(np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0))))
 
 
 def _skew(w: np.ndarray) -> np.ndarray:

@@ -40,7 +40,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..errors import ShapeError, require_open3d
-from ..geometry import apply_transform, compose_transforms, interpolate_transform, invert_transform
+from ..geometry import apply_transform, interpolate_transform, invert_transform, rotation_angle
 
 __all__ = ["EgoMotion", "estimate_ego_motion", "deskew", "point_to_plane_icp", "surface_normals", "rigid_icp"]
 
@@ -223,10 +223,6 @@ def deskew(points, times, motion) -> np.ndarray:
     return apply_transform(p[:, None, :], interpolate_transform(motion, s))[:, 0]
 
 
-def _rotation_deg(T: np.ndarray) -> float:
-    return float(np.degrees(np.arccos(np.clip((np.trace(T[:3, :3]) - 1.0) / 2.0, -1.0, 1.0))))
-
-
 def estimate_ego_motion(pc1, pc2, init: Optional[np.ndarray] = None, *, times1=None, times2=None,
                         min_motion: Optional[tuple] = (0.01, 0.1), coarse: bool = True,
                         **icp_options) -> EgoMotion:
@@ -263,7 +259,7 @@ def estimate_ego_motion(pc1, pc2, init: Optional[np.ndarray] = None, *, times1=N
                                                   **icp_options)
     estimate = T.copy()
     snapped = False
-    if min_motion is not None and np.linalg.norm(T[:3, 3]) < min_motion[0] and _rotation_deg(T) < min_motion[1]:
+    if min_motion is not None and np.linalg.norm(T[:3, 3]) < min_motion[0] and rotation_angle(T) < min_motion[1]:
         T, snapped = np.eye(4), True
     return EgoMotion(transform=T, fitness=fitness, inlier_rmse=rmse, deskewed=deskewed, snapped=snapped,
                      estimate=estimate)

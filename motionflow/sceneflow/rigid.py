@@ -69,7 +69,7 @@ import torch
 from torch import nn
 
 from ..errors import ShapeError, UnknownNameError, require_open3d
-from ..geometry import apply_transform, ego_flow, invert_transform
+from ..geometry import apply_transform, ego_flow, invert_transform, rotation_angle
 from .base import EstimateOutput, SceneFlowMethod
 from .clustering import cluster_points
 
@@ -119,11 +119,6 @@ def planar_projection(src: np.ndarray, T: np.ndarray) -> np.ndarray:
     P[:2, :2] = r
     P[:2, 3] = cb - r @ ca
     return P
-
-
-def _rotation_deg(T: np.ndarray) -> float:
-    c = (np.trace(T[:3, :3]) - 1.0) / 2.0
-    return float(np.degrees(np.arccos(np.clip(c, -1.0, 1.0))))
 
 
 def _mean_nn_error(src: np.ndarray, dst: np.ndarray, dst_tree=None) -> float:
@@ -404,7 +399,7 @@ class RigidFlow(SceneFlowMethod):
         iou_s = in_s / (len(src) + len(dst) - in_d)
         iou_d = in_d / (len(src) + len(dst) - in_s)
         translation = float(np.linalg.norm(moved.mean(0) - src.mean(0)))
-        rotation = _rotation_deg(T)
+        rotation = rotation_angle(T)
         if translation > radius or rotation > self.max_rotation_deg or min(iou_s, iou_d) < self.thres_iou:
             return None
         return dict(transform=T, error=float(min(e_s.mean(), e_d.mean())), iou=float(min(iou_s, iou_d)),

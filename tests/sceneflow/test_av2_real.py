@@ -35,7 +35,7 @@ def test_ego_motion_matches_the_log_poses(av2_pair):
     previous robust ICP was 0.088 degree off); the static points' ego flow within 11 mm of the GT
     (measured 8.7 mm; previous ICP 18.5 mm, zero flow 90 mm). Compensated with the log poses: the
     identity."""
-    from motionflow.geometry import apply_transform, ego_flow
+    from motionflow.geometry import apply_transform, ego_flow, rotation_angle
     from motionflow.sceneflow.ego import estimate_ego_motion
 
     raw, compensated = av2_pair[0], av2_pair[-1]
@@ -43,7 +43,7 @@ def test_ego_motion_matches_the_log_poses(av2_pair):
     est = estimate_ego_motion(raw.pc1, raw.pc2)  # full clouds, ground included
     d = np.linalg.inv(T_true) @ est.transform
     assert np.linalg.norm(d[:3, 3]) < 0.004  # the ego moves 6.6 cm here
-    assert np.degrees(np.arccos(min(1.0, (np.trace(d[:3, :3]) - 1) / 2))) < 0.05
+    assert rotation_angle(d) < 0.05
     assert not est.snapped and not est.deskewed
     p = raw.pc1.astype(np.float64)
     static = raw.valid & (np.linalg.norm(raw.flow - ego_flow(p, T_true), axis=1) < 0.05)

@@ -7,7 +7,7 @@ import pytest
 
 from motionflow.datasets.synthetic import synthetic_lidar_pair
 from motionflow.errors import ShapeError
-from motionflow.geometry import apply_transform, compose_transforms, interpolate_transform, invert_transform
+from motionflow.geometry import apply_transform, compose_transforms, interpolate_transform, invert_transform, rotation_angle
 from motionflow.sceneflow import estimate_ego_motion  # the public name (issue 16.1)
 from motionflow.sceneflow.ego import deskew
 
@@ -17,8 +17,7 @@ SENSOR = dict(num_boxes=14, num_moving=4, beams=64, azimuths=1024, max_range=60.
 def _errors(T, truth):
     """(translation error in mm, rotation error in degrees) of ``T`` against ``truth``."""
     d = compose_transforms(invert_transform(truth), T)
-    angle = np.degrees(np.arccos(np.clip((np.trace(d[:3, :3]) - 1) / 2, -1, 1)))
-    return 1000 * np.linalg.norm(d[:3, 3]), angle
+    return 1000 * np.linalg.norm(d[:3, 3]), rotation_angle(d)
 
 
 def test_interpolate_transform_and_deskew_round_trip():
@@ -26,6 +25,7 @@ def test_interpolate_transform_and_deskew_round_trip():
     T = np.array([[c, -s, 0, 2.0], [s, c, 0, -1.0], [0, 0, 1, 0.5], [0, 0, 0, 1]])
     half = interpolate_transform(T, 0.5)
     np.testing.assert_allclose(half @ half, T, atol=1e-12)  # half the screw motion, twice
+    assert rotation_angle(T) == pytest.approx(np.degrees(0.3)) and rotation_angle(half) == pytest.approx(np.degrees(0.15))
     steps = interpolate_transform(T, np.array([0.0, 1.0, -1.0]))
     np.testing.assert_allclose(steps[0], np.eye(4), atol=1e-15)
     np.testing.assert_allclose(steps[1], T, atol=1e-12)

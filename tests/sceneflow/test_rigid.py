@@ -7,7 +7,7 @@ import pytest
 
 from motionflow.datasets.synthetic import synthetic_lidar_pair
 from motionflow.errors import ShapeError, UnknownNameError
-from motionflow.geometry import apply_transform, ego_flow
+from motionflow.geometry import apply_transform, ego_flow, rotation_angle
 from motionflow.registry import get_scene_flow_method
 from motionflow.sceneflow.rigid import RigidFlow, RigidNSFP, histogram_translation, planar_projection
 
@@ -37,8 +37,7 @@ def test_recovers_every_box_motion_and_the_flow(scene):
         assert lab in by_label, f"box {i} (moving={box['moving']}) was not matched"
         T = by_label[lab]["transform_ego"]  # pc1 frame -> pc2 frame
         true = sample.ego_motion @ box["motion"]
-        dR = T[:3, :3] @ true[:3, :3].T
-        rot_err = np.degrees(np.arccos(np.clip((np.trace(dR) - 1) / 2, -1, 1)))
+        rot_err = rotation_angle(T[:3, :3] @ true[:3, :3].T)
         centre = sample.pc1[pts].astype(np.float64).mean(0, keepdims=True)
         trans_err = np.linalg.norm(apply_transform(centre, T) - apply_transform(centre, true))
         assert rot_err < 1.0, (i, rot_err)
