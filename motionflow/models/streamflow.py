@@ -25,8 +25,14 @@ encoders and the update block and keeps the correlation and the upsampling in fl
 one). The registered method autocasts to fp16 on CUDA like the official ``evaluate_mf.py`` default;
 on CPU everything is float32, which is what the parity fixtures pin down.
 
-Deviations from the official forward: explicit-softmax attention in the Twins blocks instead of timm
-0.9.16's fused kernel (the SPEC measures 2.3e-5 px between the two), a single ``(B*(T-1))``-batched
+Memory (issue 21): above a size budget the Twins attention and MLPs, GMA and the correlation take
+memory-bounded paths that compute the same function (:mod:`motionflow.models.blocks.memory`); a
+1080x1920 group of 4 frames needs 2.3 GiB on the CPU instead of 127 GiB.
+
+Deviations from the official forward: explicit-softmax attention in the Twins blocks below the memory
+budget instead of timm 0.9.16's fused kernel (the SPEC measures 2.3e-5 px between the two; above the
+budget the fused kernel runs, as in the official code), GMA's attention applied from its factors with the
+fused kernel above the budget (float rounding apart the same), a single ``(B*(T-1))``-batched
 correlation pyramid instead of one per pair (same values), the input is one ``(B, T, 3, H, W)`` tensor
 instead of a list of T frames, and inputs smaller than 128 px per side or not a multiple of 8 are
 rejected with a ShapeError (the official network returns NaN below 128 px; the method pads them).

@@ -35,6 +35,11 @@ LayerNorms, GMA's relative position tables, MOF's ``velocity_update_block``) are
 Defaults: 32 iterations (``configs/sintel_submission.py`` / ``multiframes_sintel_submission.py``; the
 things configs use 12 for BOF and 6 for MOF in training). Deviation: the official submission configs
 run the networks under CUDA fp16 autocast; these modules run in the dtype of their parameters.
+
+Memory (issue 21): above a size budget the Twins sub-sampled attention and GMA use the fused
+``scaled_dot_product_attention`` (float rounding apart the same function; the official code builds the
+matrices: 24 GiB for BOF and 55 GiB for MOF at 1080x1920), the Twins windows and MLPs run in chunks,
+and the correlation goes on demand (:mod:`motionflow.models.blocks.memory`): 1.3 / 2.4 GiB on the CPU.
 """
 
 from __future__ import annotations
