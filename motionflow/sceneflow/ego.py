@@ -162,7 +162,7 @@ def point_to_plane_icp(source: np.ndarray, target: np.ndarray, init: Optional[np
     normals, planar = surface_normals(dst, k, planarity)
     tree = cKDTree(dst)
     T = np.eye(4) if init is None else np.asarray(init, dtype=np.float64).copy()
-    fitness, rmse = 0.0, float("nan")
+    ok, r = np.zeros(len(src), dtype=bool), np.zeros(0)
     for dist in distances:
         sigma2 = (dist / 3.0) ** 2
         for _ in range(int(iterations)):
@@ -182,8 +182,8 @@ def point_to_plane_icp(source: np.ndarray, target: np.ndarray, init: Optional[np
             T = _se3_exp(step) @ T
             if np.linalg.norm(step) < 1e-6:
                 break
-        fitness = float(ok.mean())
-        rmse = float(np.sqrt(np.mean(r * r))) if ok.sum() >= 6 else float("nan")
+    fitness = float(ok.mean()) if len(ok) else 0.0
+    rmse = float(np.sqrt(np.mean(r * r))) if ok.sum() >= 6 else float("nan")
     return T, fitness, rmse
 
 
