@@ -167,7 +167,7 @@ def test_cluster_points_dbscan_orders_by_size():
 
 def test_cluster_points_hdbscan():
     """ICP-Flow's HDBSCAN (fast-hdbscan, the ``hdbscan`` extra; numba compiles it for about a minute on
-    first use, so it is not in the test extra)."""
+    first use; the test extra installs it so CI runs this)."""
     pytest.importorskip("fast_hdbscan")
     from motionflow.sceneflow.clustering import cluster_points
 
