@@ -38,6 +38,7 @@ _WHERE = {
     "ReynoldsFlowResult": "reynolds",
     "reynolds_flow": "reynolds",
     "reynolds_rgb": "reynolds",
+    "reynolds_scales": "reynolds",
 }
 
 __all__ = sorted(_WHERE)

@@ -69,6 +69,7 @@ __all__ = [
     "reynolds_part",
     "reynolds_flow",
     "reynolds_rgb",
+    "reynolds_scales",
     "grey_frame",
 ]
 
@@ -353,6 +354,29 @@ def _magnitude_channel(v: np.ndarray, scale) -> np.ndarray:
     return cv2.convertScaleAbs(mag, alpha=255.0 / top)  # rounds and saturates to [0, 255]
 
 
+def reynolds_scales(scale: Union[str, float, tuple] = "max") -> tuple:
+    """The ``(s_o, s_r)`` of :func:`reynolds_rgb`'s ``scale`` (each ``"max"`` or px/frame > 0), checked.
+
+    Raises:
+        UnknownNameError: a string other than ``"max"``.
+        ShapeError: not one or two values, or a value that is not a positive finite number.
+    """
+    if isinstance(scale, str):
+        if scale != "max":
+            raise UnknownNameError(f"scale: expected 'max', a number or (s_o, s_r), found {scale!r}")
+        return ("max", "max")
+    values = tuple(scale) if isinstance(scale, (tuple, list)) else (scale, scale)
+    if len(values) != 2:
+        raise ShapeError(f"scale: expected (s_o, s_r), found {len(values)} values")
+    try:
+        scales = tuple(float(s) for s in values)
+    except (TypeError, ValueError):
+        scales = (float("nan"),)
+    if not all(0 < s < float("inf") for s in scales):
+        raise ShapeError(f"scale: expected positive px/frame, found {scale!r}")
+    return scales
+
+
 def reynolds_rgb(result: ReynoldsFlowResult, frame1, scale: Union[str, float, tuple] = "max") -> np.ndarray:
     """The ReynoldsFlow+ image ``(H, W, 3)`` uint8: ``(|v_o|, |v_r|, grey f^n)``.
 
@@ -367,18 +391,7 @@ def reynolds_rgb(result: ReynoldsFlowResult, frame1, scale: Union[str, float, tu
 
     Channel 2 is ``round(0.299 R + 0.587 G + 0.114 B)`` of ``frame1``, unchanged otherwise.
     """
-    if isinstance(scale, str):
-        if scale != "max":
-            raise UnknownNameError(f"scale: expected 'max', a number or (s_o, s_r), found {scale!r}")
-        scales: tuple = ("max", "max")
-    elif isinstance(scale, (tuple, list)):
-        if len(scale) != 2:
-            raise ShapeError(f"scale: expected (s_o, s_r), found {len(scale)} values")
-        scales = tuple(float(s) for s in scale)
-    else:
-        scales = (float(scale), float(scale))
-    if any(s != "max" and not s > 0 for s in scales):
-        raise ShapeError(f"scale: expected positive px/frame, found {scale!r}")
+    scales = reynolds_scales(scale)
     v_o, v_r = np.asarray(result.v_o), np.asarray(result.v_r)
     grey = grey_frame(frame1)
     if v_o.shape != (2, *grey.shape) or v_r.shape != v_o.shape:

@@ -43,6 +43,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--flow-scale", type=_pixels, default=None, metavar="PX",
                    help="colour normalisation of --viz / --preview / --rerun (default: one per video, the largest "
                         "per-flow 99th percentile magnitude)")
+    p.add_argument("--reynolds-scale", type=_reynolds_scale, default=None, metavar="S|S_O,S_R|max",
+                   help="--format reynolds-rgb: px/frame mapped to 255 in the |v_o| and |v_r| channels, the same for "
+                        "every frame (default: max, each frame's largest magnitude)")
     p.add_argument("--rerun", default=None, metavar="FILE.rrd",
                    help="also write a Rerun recording (frames, flow pictures, colour wheel over time; needs rerun-sdk); "
                         "several inputs: FILE_<input>.rrd each")
@@ -68,6 +71,19 @@ def _pixels(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a positive number of pixels, found {text!r}")
     return value
+
+
+def _reynolds_scale(text: str):
+    """``--reynolds-scale``: ``max``, one positive px/frame for both channels, or ``S_O,S_R``."""
+    if text == "max":
+        return text
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) not in (1, 2) or not all(0 < v < float("inf") for v in values):
+        raise argparse.ArgumentTypeError(f"expected max, S or S_O,S_R in positive px/frame, found {text!r}")
+    return values[0] if len(values) == 1 else values
 
 
 def _recording(path, out: Path, several: bool):
@@ -148,6 +164,10 @@ def run(args: argparse.Namespace) -> int:
     method = args.method or options.pop("network", None) or ("reynolds" if args.fmt == "reynolds-rgb" else "classical")
     if args.fmt == "reynolds-rgb" and method != "reynolds":
         raise UnknownNameError(f"--format reynolds-rgb encodes the reynolds method, found --method {method}")
+    if args.reynolds_scale is not None and args.fmt != "reynolds-rgb":
+        raise UnknownNameError(f"--reynolds-scale applies to --format reynolds-rgb only, found --format {args.fmt}")
+    if args.fmt == "reynolds-rgb":
+        options["reynolds_scale"] = args.reynolds_scale or "max"
     if args.preset is not None:
         if method != "classical":
             raise UnknownNameError(f"--preset applies to --method classical only, found --method {method}")

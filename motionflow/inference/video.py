@@ -18,7 +18,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from ..errors import FormatError, ShapeError
+from ..errors import FormatError, ShapeError, UnknownNameError
 from .clips import _progress, build_method, stream_flow
 from .resume import STATE, Progress, check_manifest, read_progress, run_identity, write_manifest, write_progress
 
@@ -114,9 +114,10 @@ def _check_names(src, out: Path, target) -> None:
 
 
 def _write_outputs(path: Path, flow: np.ndarray, frame: np.ndarray, fmt: str, viz_path: Optional[Path],
-                   extras: Optional[dict] = None) -> None:
-    """Write one pair's flow ``(H, W, 2)`` in ``fmt`` to ``path`` (and its colour PNG to ``viz_path``);
-    ``reynolds-rgb`` takes ``extras["v_o"]`` and ``extras["v_r"]`` ``(H, W, 2)`` besides."""
+                   extras: Optional[dict] = None, reynolds_scale="max", flow_scale: Optional[float] = None) -> None:
+    """Write one pair's flow ``(H, W, 2)`` in ``fmt`` to ``path`` (and its colour PNG to ``viz_path``,
+    normalised to ``flow_scale`` px when given); ``reynolds-rgb`` takes ``extras["v_o"]`` and
+    ``extras["v_r"]`` ``(H, W, 2)`` besides, mapped with ``reynolds_scale``."""
     from ..io import write_flow
     from ..io.image import write_image
 
@@ -124,13 +125,14 @@ def _write_outputs(path: Path, flow: np.ndarray, frame: np.ndarray, fmt: str, vi
         from ..classical.reynolds import ReynoldsFlowResult, reynolds_rgb
 
         parts = {k: extras[k].transpose(2, 0, 1) for k in ("v_o", "v_r")}
-        write_image(path, reynolds_rgb(ReynoldsFlowResult(flow=flow.transpose(2, 0, 1), **parts), frame))
+        result = ReynoldsFlowResult(flow=flow.transpose(2, 0, 1), **parts)
+        write_image(path, reynolds_rgb(result, frame, scale=reynolds_scale))
     else:
         write_flow(path, flow)
-    if viz_path is not None:  # reynolds-rgb keeps no flow file: its flow picture is drawn now, on its own scale
+    if viz_path is not None:  # reynolds-rgb keeps no flow file: its flow picture is drawn now
         from ..viz import flow_picture
 
-        write_image(viz_path, flow_picture(flow))
+        write_image(viz_path, flow_picture(flow, max_flow=flow_scale))
 
 
 class _Session:
@@ -204,7 +206,8 @@ def _run_info(source, checkpoint, device) -> dict:
 def process_video(
     source, out, method: Any = "classical", fmt: str = "flo", viz: bool = False, preview: bool = False,
     max_size: Optional[int] = None, resume: bool = True, progress: bool = True,
-    checkpoint=None, iters=None, device=None, flow_scale: Optional[float] = None, rerun=None, **options,
+    checkpoint=None, iters=None, device=None, flow_scale: Optional[float] = None, rerun=None,
+    reynolds_scale="max", **options,
 ) -> VideoReport:
     """Turn a video / folder of frames / list of image files into one flow file per consecutive pair.
 
@@ -219,7 +222,11 @@ def process_video(
         preview: also write ``out / "preview.mp4"`` (H.264 when PyAV is installed; the same pictures).
             PNGs, preview and ``rerun`` are drawn at the end from the flow files (complete after a
             resumed run) on one normalisation for the whole video (:mod:`motionflow.viz.sequence`).
-        flow_scale: that normalisation in px (default: the largest per-flow 99th percentile magnitude).
+        flow_scale: that normalisation in px (default: the largest per-flow 99th percentile magnitude;
+            ``reynolds-rgb`` keeps no flow files, so without it each pair's PNG has its own).
+        reynolds_scale: ``reynolds-rgb`` only: the ``scale`` of
+            :func:`~motionflow.classical.reynolds.reynolds_rgb` (``"max"`` per frame, or fixed px/frame
+            ``s`` or ``(s_o, s_r)``: the same brightness for the same speed in every frame).
         rerun: also write this Rerun recording (``.rrd``: frames, flow pictures, the wheel, over time).
         max_size: process frames downscaled so their longer side is at most this (pixels, >= 1);
             flows are scaled back to the original resolution.
@@ -241,6 +248,8 @@ def process_video(
     _check_names(src, out, lambda i: out / f"{src.name(i)}{suffix}")
     m = build_method(method, checkpoint=checkpoint, iters=iters, device=device, **options)
     identity = run_identity(m, src, fmt, max_size, viz)
+    if fmt == "reynolds-rgb":
+        identity["reynolds_scale"] = _reynolds_request(m, reynolds_scale)
     out.mkdir(parents=True, exist_ok=True)
     run = _Session(src, out, suffix, identity, _run_info(source, checkpoint, device), resume)
     report = VideoReport(out=out)
@@ -264,7 +273,8 @@ def process_video(
         for index, frame, flow, *more in stream_flow(frames(), m, max_size=max_size, warm_start=run.warm_start,
                                                      on_clip=run.save, extras=extras):
             viz_path = out / "viz" / f"{src.name(index)}.png" if viz and fmt == "reynolds-rgb" else None
-            _write_outputs(run.target(index), flow, frame, fmt, viz_path, *more)
+            _write_outputs(run.target(index), flow, frame, fmt, viz_path, *more, reynolds_scale=reynolds_scale,
+                           flow_scale=flow_scale)
             report.written.append(run.target(index).name)
     finally:
         bar.close()
@@ -288,6 +298,17 @@ def _check_request(src, fmt: str, max_size: Optional[int]):
     if len(src) < 2 and (src.files is not None or len(src) == 1):
         raise FormatError(f"{src.path or src.files[0]}: expected at least 2 frames, found {len(src)}")
     return src
+
+
+def _reynolds_request(method, scale) -> list:
+    """``reynolds-rgb`` needs the ``reynolds`` method (its ``v_o`` / ``v_r``) and a valid ``scale``;
+    returns the scale as it enters the run identity."""
+    from ..classical.reynolds import ReynoldsFlow, reynolds_scales
+
+    if not isinstance(method, ReynoldsFlow):
+        found = getattr(method, "name", type(method).__name__)
+        raise UnknownNameError(f"fmt 'reynolds-rgb' encodes the reynolds method, found method {found!r}")
+    return list(reynolds_scales(scale))
 
 
 def _draw_pictures(src, out: Path, suffix: str, fmt: str, report: VideoReport, viz: bool, preview: bool, rerun,

@@ -52,7 +52,7 @@ def recording(path, application: str = "motionflow"):
 
 
 def log_optical_flow(rec, frame_index: int, frame=None, flow=None, max_flow: float | None = None,
-                     valid=None, picture=None) -> None:
+                     valid=None, picture=None, entity: str = "video/flow") -> None:
     """Log one pair of a video at ``frame_index`` on the ``frame`` timeline.
 
     Args:
@@ -61,12 +61,15 @@ def log_optical_flow(rec, frame_index: int, frame=None, flow=None, max_flow: flo
         flow: ``(H, W, 2)`` flow in px, or None.
         max_flow: the video's normalisation (px); the colour wheel is logged once, statically.
         picture: ``(H, W, 3)`` uint8 already drawn (e.g. by :func:`~motionflow.viz.color.flow_picture`
-            with ``max_flow``, or a ReynoldsFlow+ image), logged as ``video/flow`` instead of ``flow``.
+            with ``max_flow``, or a ReynoldsFlow+ image), logged instead of ``flow``.
+        entity: where the picture goes. The colour wheel (how to read a flow colour) is logged only
+            with flow pictures in ``video/flow``; a ReynoldsFlow+ image (``video/reynolds_plus``) is not
+            colour-coded flow.
     """
     rr = require_rerun()
     from .color import color_wheel_legend, flow_picture
 
-    if not getattr(rec, "_motionflow_wheel", False):
+    if entity == "video/flow" and not getattr(rec, "_motionflow_wheel", False):
         rec.log("legend/color_wheel", rr.Image(color_wheel_legend(256)), static=True)
         rec._motionflow_wheel = True
     rec.reset_time()
@@ -76,7 +79,7 @@ def log_optical_flow(rec, frame_index: int, frame=None, flow=None, max_flow: flo
     if picture is None and flow is not None:
         picture = flow_picture(flow, max_flow=max_flow, valid=valid, legend=False)
     if picture is not None:
-        rec.log("video/flow", rr.Image(np.ascontiguousarray(picture)))
+        rec.log(entity, rr.Image(np.ascontiguousarray(picture)))
     if max_flow is not None:
         rec.log("video/max_flow_px", rr.Scalars(float(max_flow)))
 

@@ -82,7 +82,8 @@ def write_sequence_pictures(items: list, *, viz_dir=None, preview=None, fps: flo
             if writer is not None:
                 writer.write(picture)
             if rec is not None:
-                log_optical_flow(rec, index, _frame_at(frame_iter, index), picture=picture, max_flow=result.scale)
+                log_optical_flow(rec, index, _frame_at(frame_iter, index), picture=picture, max_flow=result.scale,
+                                 entity="video/reynolds_plus" if images else "video/flow")
     result.preview = Path(preview) if preview is not None else None
     return result
 

@@ -359,3 +359,62 @@ def test_estimate_writes_reynoldsflow_plus_pngs_hsv_pictures_and_a_preview(tmp_p
     # ReynoldsFlow+ needs v_o and v_r: another method is refused up front
     assert main(["estimate", str(folder), "--out", str(tmp_path / "o2"), "--format", "reynolds-rgb",
                  "--method", "opencv-dis", "--no-progress"]) == 2
+
+
+def test_reynolds_scales_and_the_estimate_options(tmp_path):
+    """--reynolds-scale gives every frame the same brightness for the same speed (written into the
+    run identity: a resume with another scale is refused), --flow-scale normalises the --viz pictures,
+    the Rerun recording keeps ReynoldsFlow+ images apart from the flow colour wheel, and a method
+    without v_o / v_r is refused before anything is computed."""
+    from motionflow.classical.reynolds import reynolds_scales
+    from motionflow.cli.main import main
+    from motionflow.errors import FormatError, UnknownNameError
+    from motionflow.inference import process_video
+    from motionflow.io import read_image, write_image
+    from motionflow.viz import flow_picture
+
+    assert reynolds_scales("max") == ("max", "max") and reynolds_scales(2) == (2.0, 2.0)
+    assert reynolds_scales([1, 3]) == (1.0, 3.0)
+    for bad, error in (("min", UnknownNameError), (0, ShapeError), ((1, 2, 3), ShapeError),
+                       (float("inf"), ShapeError), (("a", 1), ShapeError)):
+        with pytest.raises(error, match="scale: expected"):
+            reynolds_scales(bad)
+    tex = 120 + 160 * _texture(48, 64, 3, margin=12)
+    frames = [_rgb(np.clip(tex[12 - k : 60 - k, 12 - 2 * k : 76 - 2 * k], 0, 255).round().astype(np.uint8))
+              for k in range(3)]
+    folder = tmp_path / "frames"
+    for k, f in enumerate(frames):
+        write_image(folder / f"frame_{k + 1:04d}.png", f)
+    out = tmp_path / "out"
+    assert main(["estimate", str(folder), "--out", str(out), "--format", "reynolds-rgb", "--reynolds-scale", "4,0.5",
+                 "--viz", "--flow-scale", "5", "--rerun", str(tmp_path / "r.rrd"), "--no-progress"]) == 0
+    for k in range(2):
+        ref = reynolds_flow(frames[k], frames[k + 1])
+        img = read_image(out / f"frame_{k + 1:04d}.png")
+        want = reynolds_rgb(ref, frames[k], scale=(4.0, 0.5))
+        assert np.abs(img.astype(int) - want).max() <= 1
+        # |v_o| is about sqrt(5) px of 4 px: about 140, not the per-frame 255 of scale="max"
+        assert 120 < np.median(img[8:-8, 8:-8, 0]) < 160
+        hsv = read_image(out / "viz" / f"frame_{k + 1:04d}.png")
+        assert np.abs(hsv.astype(int) - flow_picture(ref.flow, max_flow=5.0)).max() <= 2
+        assert np.abs(hsv.astype(int) - flow_picture(ref.flow)).max() > 20  # the per-pair scale differs
+    from rerun.chunk import RrdReader
+
+    rows = {}
+    for chunk in RrdReader(tmp_path / "r.rrd").stream():
+        rows[chunk.entity_path] = rows.get(chunk.entity_path, 0) + chunk.num_rows
+    assert rows["/video/reynolds_plus"] == 2 and "/video/flow" not in rows and "/legend/color_wheel" not in rows
+    # another scale is another run
+    with pytest.raises(FormatError, match=r"reynolds_scale: \[4.0, 0.5\] -> \[2.0, 2.0\]"):
+        process_video(folder, out, method="reynolds", fmt="reynolds-rgb", reynolds_scale=2.0, progress=False)
+    for args in (["--reynolds-scale", "0"], ["--reynolds-scale", "1,2,3"], ["--reynolds-scale", "4", "--format", "flo"]):
+        argv = ["estimate", str(folder), "--out", str(tmp_path / "bad"), *args, "--no-progress"]
+        if "--format" not in args:
+            argv += ["--format", "reynolds-rgb"]
+        try:
+            assert main(argv) == 2
+        except SystemExit as exc:  # argparse's own refusal of a malformed value
+            assert exc.code == 2
+    with pytest.raises(UnknownNameError, match="fmt 'reynolds-rgb' encodes the reynolds method, found method"):
+        process_video(folder, tmp_path / "o3", method="opencv-dis", fmt="reynolds-rgb", progress=False)
+    assert not any((tmp_path / "o3").glob("frame_*.png"))

@@ -258,11 +258,11 @@ def test_interrupted_and_resumed_classical_run_is_bit_identical(tmp_path, monkey
 
     write_outputs, writes = video._write_outputs, []
 
-    def interrupt_at_pair_8(path, *args):
+    def interrupt_at_pair_8(path, *args, **kwargs):
         writes.append(path.name)
         if len(writes) == 9:  # pairs 0..7 written, pair 8 not: the second clip is half done
             raise KeyboardInterrupt
-        write_outputs(path, *args)
+        write_outputs(path, *args, **kwargs)
 
     monkeypatch.setattr(video, "_write_outputs", interrupt_at_pair_8)
     with pytest.raises(KeyboardInterrupt):
