@@ -8,7 +8,7 @@ light): ``zero``, ``nn``, ``icp`` (baselines), ``nsfp``, ``fnsf``, ``scoop``, ``
 Building blocks for other methods: :class:`motionflow.sceneflow.base.SceneFlowMethod` (ego compensation,
 fit subsampling, seeding, timing), :mod:`~motionflow.sceneflow.stopping` (``StopCriteria``, the
 best-iterate optimisation loop), :mod:`~motionflow.sceneflow.preprocess`, :mod:`~motionflow.sceneflow.ego`
-(``estimate_ego_motion``: GICP then plane-gated point-to-plane ICP, deskewing, identity below 1 cm), :class:`motionflow.sceneflow.nsfp.NeuralPrior` (the coordinate MLP),
+(``estimate_ego_motion``: a bird's-eye-view correlative search, then plane-gated point-to-plane ICP, deskewing), :class:`motionflow.sceneflow.nsfp.NeuralPrior` (the coordinate MLP),
 :mod:`~motionflow.sceneflow.longterm` (``propagate``: long-term chaining; ``accumulate``: dense clouds).
 """
 

@@ -7,7 +7,7 @@ A method object has ``name`` and ``__call__(pc1, pc2, ego_motion=None) -> SceneF
 2. **ego-motion compensation** (``compensate_ego=True``): the ego motion ``T`` (pc1 frame -> pc2 frame)
    is taken from the call (``ego_motion=``), the constructor, or estimated
    (:func:`motionflow.sceneflow.ego.estimate_ego_motion`; ``extras["ego"]`` says which, with the
-   estimate's fitness and whether it was snapped to the identity); pc1 is moved by ``T`` and the method
+   estimate's fitness and whether the sweeps were deskewed); pc1 is moved by ``T`` and the method
    estimates the residual; the returned flow is ``ego_flow + residual`` (so it always lives in the
    caller's frames, exactly like an uncompensated estimate);
 3. **subsampling for the fit** (``max_points=N``): the method fits on at most N random points of each
@@ -135,7 +135,7 @@ class SceneFlowMethod:
 
         est = estimate_ego_motion(pc1_np, pc2_np, **self.ego_options)
         return est.transform, {"source": "estimated", "fitness": est.fitness, "inlier_rmse": est.inlier_rmse,
-                               "deskewed": est.deskewed, "snapped": est.snapped, "estimate": est.estimate}
+                               "deskewed": est.deskewed}
 
     def __call__(self, pc1, pc2, ego_motion=None) -> SceneFlowResult:
         if self.num_threads is None:

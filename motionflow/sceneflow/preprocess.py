@@ -113,6 +113,32 @@ def ground_mask_ransac(points, distance: float = 0.2, iterations: int = 1000, se
     return dist <= distance, plane
 
 
+def ground_plane(points, distance: float = 0.2, max_points: int = 20000, seed: int = 0) -> Optional[tuple]:
+    """The ground of a driving sweep: the dominant plane among the **lower half** of its points.
+
+    Walls, roofs and car tops out-vote the ground in the full cloud, so the RANSAC plane
+    (:func:`ground_mask_ransac`) is fitted on the points below the median height of at most ``max_points``
+    random points (seeded). Returns ``(plane (4,), share)``: the plane ``ax + by + cz + d = 0`` and the
+    share of that lower half within ``distance`` of it; None when there is no horizontal dominant plane.
+    """
+    a = _np(points, "points")
+    a = a[np.isfinite(a).all(1)]
+    if len(a) > max_points:
+        a = a[np.random.default_rng(seed).choice(len(a), max_points, replace=False)]
+    low = a[a[:, 2] <= np.median(a[:, 2])] if len(a) else a
+    try:
+        inliers, plane = ground_mask_ransac(low, distance=distance, seed=seed)
+    except ShapeError:  # no horizontal dominant plane (a tiny or wall-only cloud)
+        return None
+    return plane, float(inliers.mean())
+
+
+def plane_distance(points, plane) -> np.ndarray:
+    """Distance of each of ``points (N, 3)`` to the plane ``(a, b, c, d)`` (``ax + by + cz + d = 0``)."""
+    plane = np.asarray(plane, dtype=np.float64)
+    return np.abs(_np(points, "points") @ plane[:3] + plane[3]) / np.linalg.norm(plane[:3])
+
+
 def subsample_mask(points, max_points: int, method: str = "random", seed: int = 0,
                    voxel_size: Optional[float] = None) -> np.ndarray:
     """Keep at most ``max_points`` points: ``random`` (seeded) or ``voxel`` (first point per voxel of

@@ -4,8 +4,8 @@
 ``utils_hist.py``, ``utils_icp.py``, ``utils_check.py``; Argoverse 2 settings of ``main.sh``):
 
 1. **ego motion** (pc1 frame -> pc2 frame): given (``ego_motion=``) or estimated on the full clouds,
-   ground included (:func:`motionflow.sceneflow.ego.estimate_ego_motion`: GICP, then plane-gated robust
-   point-to-plane ICP; sweeps already ego-compensated give the identity); pc1 is moved into pc2's frame
+   ground included (:func:`motionflow.sceneflow.ego.estimate_ego_motion`: a bird's-eye-view correlative
+   search, then plane-gated robust point-to-plane ICP); pc1 is moved into pc2's frame
    and everything below estimates the residual (object) motion;
 2. **ground removal** per cloud (:mod:`motionflow.sceneflow.preprocess`: RANSAC plane by default);
 3. **joint clustering** of the non-ground points of both sweeps (:mod:`.clustering`: open3d DBSCAN,
@@ -322,23 +322,12 @@ class RigidFlow(SceneFlowMethod):
             from .preprocess import ground_mask_height
 
             return ground_mask_height(pc1, self.ground_height), ground_mask_height(pc2, self.ground_height)
-        from .preprocess import ground_mask_ransac
+        from .preprocess import ground_plane, plane_distance
 
-        both = np.concatenate([pc1, pc2])
-        rng = np.random.default_rng(self.seed)
-        sample = both if len(both) <= self.ground_points else both[rng.choice(len(both), self.ground_points, replace=False)]
-        # the ground is the dominant plane among the LOWER half of the points (walls, roofs and car tops
-        # out-vote it in the full cloud)
-        sample = sample[sample[:, 2] <= np.median(sample[:, 2])]
-        none = np.zeros(len(pc1), dtype=bool), np.zeros(len(pc2), dtype=bool)
-        try:
-            inliers, plane = ground_mask_ransac(sample, distance=self.ground_distance, seed=self.seed)
-        except ShapeError:  # no horizontal dominant plane (a tiny or wall-only cloud): no ground
-            return none
-        if inliers.mean() < self.ground_min_share:  # the clouds come without ground (removed upstream)
-            return none
-        scale = np.linalg.norm(plane[:3])
-        return tuple(np.abs(p @ plane[:3] + plane[3]) / scale <= self.ground_distance for p in (pc1, pc2))
+        found = ground_plane(np.concatenate([pc1, pc2]), self.ground_distance, self.ground_points, self.seed)
+        if found is None or found[1] < self.ground_min_share:  # no ground, or removed upstream
+            return np.zeros(len(pc1), dtype=bool), np.zeros(len(pc2), dtype=bool)
+        return tuple(plane_distance(p, found[0]) <= self.ground_distance for p in (pc1, pc2))
 
     def _in_box(self, points: np.ndarray) -> np.ndarray:
         if self.box is None:

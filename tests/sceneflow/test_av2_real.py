@@ -33,8 +33,8 @@ def _prepared(s, max_points=3072):
 def test_ego_motion_matches_the_log_poses(av2_pair):
     """Raw sweeps: within 4 mm and 0.05 degree of the log poses (measured 3.2 mm, 0.035 degree; the
     previous robust ICP was 0.088 degree off); the static points' ego flow within 11 mm of the GT
-    (measured 8.7 mm; previous ICP 18.5 mm, zero flow 90 mm). Compensated with the log poses: the
-    identity."""
+    (measured 8.7 mm; previous ICP 18.5 mm, zero flow 90 mm). Compensated with the log poses: the same
+    disagreement with the log (measured 2.9 mm, 0.033 degree; no snapping to the identity any more)."""
     from motionflow.geometry import apply_transform, ego_flow, rotation_angle
     from motionflow.sceneflow.ego import estimate_ego_motion
 
@@ -44,7 +44,7 @@ def test_ego_motion_matches_the_log_poses(av2_pair):
     d = np.linalg.inv(T_true) @ est.transform
     assert np.linalg.norm(d[:3, 3]) < 0.004  # the ego moves 6.6 cm here
     assert rotation_angle(d) < 0.05
-    assert not est.snapped and not est.deskewed
+    assert not est.deskewed
     p = raw.pc1.astype(np.float64)
     static = raw.valid & (np.linalg.norm(raw.flow - ego_flow(p, T_true), axis=1) < 0.05)
     static &= (np.abs(p[:, 0]) <= 35) & (np.abs(p[:, 1]) <= 35)
@@ -52,8 +52,8 @@ def test_ego_motion_matches_the_log_poses(av2_pair):
     assert err < 0.011, err
     o1, o2 = raw.meta["offset_ns"]  # firing times (information only: the provider deskewed the sweeps)
     assert o1.shape == (len(raw.pc1),) and o2.shape == (len(raw.pc2),) and 0 <= o1.min() and o1.max() < 1.1e8
-    again = estimate_ego_motion(compensated.pc1, compensated.pc2)
-    assert again.snapped and np.array_equal(again.transform, np.eye(4))
+    again = estimate_ego_motion(compensated.pc1, compensated.pc2).transform
+    assert np.linalg.norm(again[:3, 3]) < 0.004 and rotation_angle(again) < 0.05
     assert np.allclose(apply_transform(p[:3], T_true), compensated.pc1[:3], atol=1e-4)  # the frames line up
 
 
