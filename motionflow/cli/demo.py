@@ -245,7 +245,7 @@ def _write_index(page: _Page) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from motionflow.eval.report import json_safe
+    from motionflow.io.strict_json import json_safe
     from motionflow.io.atomic import atomic_write_bytes
 
     out: Path = args.out

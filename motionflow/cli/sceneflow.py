@@ -9,7 +9,7 @@ removed by preprocessing, unless ``--fill`` says otherwise), ``pc1`` (a copy of 
 from __future__ import annotations
 
 import argparse
-import json
+from pathlib import Path
 
 import numpy as np
 
@@ -144,7 +144,9 @@ def run(args: argparse.Namespace) -> int:
         summary["crop"] = list(default_range)
     if args.viz or args.rerun:
         _visualise(args, pc1, pc2, np.where(valid[:, None], flow, np.nan), result, summary)
-    print(json.dumps(summary))
+    from motionflow.io.strict_json import strict_dumps
+
+    print(strict_dumps(summary))
     return 0
 
 
@@ -153,7 +155,7 @@ def _visualise(args, pc1, pc2, flow, result, summary: dict) -> None:
     from motionflow.viz.points import result_overlays
 
     overlays = result_overlays(result, len(pc1))
-    title = f"{args.method}: {args.pc1} -> {args.pc2}"
+    title = f"{args.method}: {Path(args.pc1).name} -> {Path(args.pc2).name}"
     if args.viz:
         from motionflow.io import write_image
         from motionflow.viz import scene_flow_picture

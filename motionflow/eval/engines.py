@@ -196,7 +196,7 @@ def evaluate_sample(spec: EvalSpec, index: int) -> dict:
     t0 = time.perf_counter()
     pred, counts, manifest = _prediction(ctx, sample)
     seconds = time.perf_counter() - t0
-    partial, metrics = {"sums": {}, "counts": {}}, {}
+    partial, metrics, points = {"sums": {}, "counts": {}}, {}, None
     if scored:
         points = None if spec.protocol.kind == "optical" else scored_points(spec.preparation, sample)
         try:
@@ -206,8 +206,11 @@ def evaluate_sample(spec: EvalSpec, index: int) -> dict:
         metrics = finalize_metrics(spec.protocol, Accumulator.from_partial(partial))
     if spec.viz_dir is not None and index < spec.viz_samples:
         from ..viz.samples import write_sample_view
+        from .protocols import scored_mask
 
-        write_sample_view(spec.viz_dir, index, sample, pred, {k: v["value"] for k, v in metrics.items()}, spec.viz_arrays)
+        mask = scored_mask(spec.protocol, sample, points) if scored and spec.protocol.kind != "optical" else None
+        write_sample_view(spec.viz_dir, index, sample, pred, {k: v["value"] for k, v in metrics.items()},
+                          spec.viz_arrays, valid=mask)
     return {
         "index": int(index),
         "id": sample.id,

@@ -383,6 +383,19 @@ def _av2_partial(protocol: Protocol, sample, pred, mask) -> dict:
     return _merge(*parts)
 
 
+def scored_mask(protocol: Protocol, sample, scored=None) -> Optional[np.ndarray]:
+    """``(N,)`` bool: the points of a scene-flow ``sample`` that ``protocol`` scores (its valid points,
+    ``scored`` of a sampled protocol, AV2's eval mask: no ground, within 50 m); None: every point."""
+    mask = sample.valid
+    if scored is not None:
+        mask = (np.ones(len(sample.pc1), bool) if sample.valid is None else sample.valid) & scored
+    if protocol.metrics == "av2":
+        from . import scene
+
+        mask = scene.av2_eval_mask(sample.pc1, mask, sample.ground1)
+    return mask
+
+
 def sample_partial(protocol: Protocol, sample, pred, scored=None, prep_counts: Optional[dict] = None) -> dict:
     """The accumulator partial of one sample under ``protocol``.
 
@@ -395,10 +408,9 @@ def sample_partial(protocol: Protocol, sample, pred, scored=None, prep_counts: O
         return _optical_partial(protocol, sample, pred)
     from . import scene
 
-    mask = sample.valid if scored is None else (np.ones(len(sample.pc1), bool) if sample.valid is None else sample.valid) & scored
+    mask = scored_mask(protocol, sample, scored)
     extra = {"sums": {}, "counts": dict(prep_counts or {})}
     if protocol.metrics == "av2":
-        mask = scene.av2_eval_mask(sample.pc1, mask, sample.ground1)
         return _merge(_av2_partial(protocol, sample, pred, mask), extra)
     return _merge(scene.scene_flow_partial(pred, sample.flow, mask, protocol.rel_eps), extra)
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..errors import FormatError
-from .report import json_safe
+from ..io.strict_json import json_safe
 
 RECORDS_VERSION = 2
 RECORD_KEYS = {"index": int, "id": str, "metrics": dict, "partial": dict}

@@ -39,6 +39,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..io.strict_json import json_safe
+
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _MARKDOWN_SPECIAL = "\\`*[]<>|"
@@ -55,19 +57,6 @@ def markdown_text(value) -> str:
     newlines folded into spaces."""
     text = " ".join(("" if value is None else str(value)).splitlines())
     return "".join("\\" + c if c in _MARKDOWN_SPECIAL else c for c in text)
-
-
-def json_safe(value):
-    """JSON-safe copy: NaN / inf floats become None."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        return json_safe(value.item())
-    return value
 
 
 @dataclass

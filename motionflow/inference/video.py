@@ -8,7 +8,6 @@ and optionally writes colour PNGs and an mp4 preview. ``motionflow estimate`` is
 from __future__ import annotations
 
 import datetime
-import json
 import numbers
 import time
 from dataclasses import dataclass, field
@@ -242,6 +241,7 @@ def process_video(
         other pair are written.
     """
     from ..io import atomic_write_bytes
+    from ..io.strict_json import strict_dumps
     from ..io.video import FrameSource
 
     src, out, suffix = _check_request(FrameSource(source), fmt, max_size), Path(out), FLOW_FORMATS[fmt]
@@ -284,7 +284,7 @@ def process_video(
     run.finish(report, last[0])
     if viz or preview or rerun:
         _draw_pictures(src, out, suffix, fmt, report, viz, preview, rerun, flow_scale)
-    atomic_write_bytes(out / "estimate_report.json", json.dumps(report.to_dict(), indent=2).encode())
+    atomic_write_bytes(out / "estimate_report.json", strict_dumps(report.to_dict(), indent=2).encode())
     return report
 
 

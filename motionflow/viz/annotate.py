@@ -108,7 +108,8 @@ def colour_bar(height: int, vmax: float, label: str, name: str = "magma", vmin: 
     ticks = [t for t in nice_ticks(span) if t < span - gap] + [span]
     texts = [format_number(t + vmin) for t in ticks[:-1]] + [f">={format_number(vmax)}"]
     bar_w = max(10, th)
-    width = max(bar_w + 8 + max(text_size(t, scale)[0] for t in texts) + 6, text_size(label, scale)[0] + 8)
+    gap_x = 6 + th // 2  # the tick mark must not touch its label (it read as a minus sign)
+    width = max(bar_w + gap_x + 2 + max(text_size(t, scale)[0] for t in texts) + 6, text_size(label, scale)[0] + 8)
     panel = np.full((max(height, top + bar_h + bottom), width, 3), 255, np.uint8)
     ramp = apply_colormap(np.linspace(vmax, vmin, bar_h), vmax=vmax, vmin=vmin, name=name)
     panel[top:top + bar_h, 4:4 + bar_w] = ramp[:, None]
@@ -116,7 +117,7 @@ def colour_bar(height: int, vmax: float, label: str, name: str = "magma", vmin: 
     for t, text in zip(ticks, texts):
         y = top + int(round((1 - t / span) * (bar_h - 1)))
         panel[y, 4 + bar_w:4 + bar_w + 4] = BLACK
-        draw_text(panel, text, (4 + bar_w + 6, y - th // 2), scale, box=None)
+        draw_text(panel, text, (4 + bar_w + gap_x, y - th // 2), scale, box=None)
     return panel
 
 

@@ -35,6 +35,8 @@ figure { margin: 0; max-width: 100%; }
 figure img { max-width: 100%; height: auto; border: 1px solid #ddd; image-rendering: auto; }
 figcaption { font-size: 0.85em; color: #444; max-width: 640px; }
 p.note { color: #555; font-size: 0.9em; }
+div.scroll { overflow-x: auto; max-width: 100%; }
+td ul { margin: 0; padding-left: 1.2em; }
 """.strip()
 
 
@@ -121,20 +123,28 @@ class Text:
 
 
 def _cell(value, tag: str = "td") -> str:
+    """One cell: numbers right-aligned; a list as bullets and a dict as ``key: value`` lines (read by
+    people, not as JSON)."""
     num = isinstance(value, (int, float)) and not isinstance(value, bool)
-    return f'<{tag}{" class=num" if num and tag == "td" else ""}>{escape(value)}</{tag}>'
+    if isinstance(value, (list, tuple)) and value:
+        text = "<ul>" + "".join(f"<li>{escape(v)}</li>" for v in value) + "</ul>"
+    elif isinstance(value, dict) and value:
+        text = "<br>".join(f"{escape(k)}: {escape(v)}" for k, v in value.items())
+    else:
+        text = escape(value)
+    return f'<{tag}{" class=num" if num and tag == "td" else ""}>{text}</{tag}>'
 
 
 def _section(section) -> str:
     title = f"<h2>{escape(section.title)}</h2>"
     if isinstance(section, Fields):
         rows = "".join(f"<tr>{_cell(k, 'th')}{_cell(v)}</tr>" for k, v in section.items.items())
-        return f"{title}<table>{rows}</table>"
+        return f'{title}<div class="scroll"><table>{rows}</table></div>'
     if isinstance(section, Table):
         head = "<tr>" + "".join(_cell(h, "th") for h in section.header) + "</tr>"
         body = "".join("<tr>" + "".join(_cell(v) for v in row) + "</tr>" for row in section.rows)
         note = f'<p class="note">{escape(section.note)}</p>' if section.note else ""
-        return f"{title}<table>{head}{body}</table>{note}"
+        return f'{title}<div class="scroll"><table>{head}{body}</table></div>{note}'
     if isinstance(section, Gallery):
         figures = "".join(
             f'<figure><img src="{escape(picture_src(p.src))}" alt="{escape(p.caption or p.src)}">'

@@ -29,11 +29,12 @@ def _stem(index: int) -> str:
     return f"{PREFIX}{int(index):05d}"
 
 
-def _picture(sample, pred, title: str) -> np.ndarray:
+def _picture(sample, pred, title: str, valid=None) -> np.ndarray:
     if hasattr(sample, "pc1"):
         from .points import scene_flow_picture
 
-        return scene_flow_picture(sample.pc1, pred, gt=sample.flow, valid=sample.valid, ego_motion=sample.ego_motion,
+        valid = sample.valid if valid is None else valid
+        return scene_flow_picture(sample.pc1, pred, gt=sample.flow, valid=valid, ego_motion=sample.ego_motion,
                                   ground=sample.ground1, title=title, panel_inches=4.5)
     from .annotate import hstack
     from .color import flow_picture
@@ -45,7 +46,8 @@ def _picture(sample, pred, title: str) -> np.ndarray:
     return hstack(flow_picture(flow), epe_picture(flow, sample.flow[0], sample.valid[0]))
 
 
-def write_sample_view(folder, index: int, sample, pred, metrics: dict | None = None, arrays: bool = False) -> Path:
+def write_sample_view(folder, index: int, sample, pred, metrics: dict | None = None, arrays: bool = False,
+                      valid=None) -> Path:
     """Write the picture (and caption, and for lidar with ``arrays`` the recording data) of one scored
     sample into ``folder``; returns the picture's path.
 
@@ -53,8 +55,11 @@ def write_sample_view(folder, index: int, sample, pred, metrics: dict | None = N
         sample: a :class:`~motionflow.types.SceneFlowSample` or :class:`~motionflow.types.FlowSample`.
         pred: its prediction: ``(N, 3)`` scene flow on ``sample.pc1``, or ``(P, 2, H, W)`` optical flows.
         metrics: the sample's metrics (plain values); the headline one goes into the caption.
+        valid: scene flow: ``(N,)`` bool, the points the metrics score (the error panel's EPE3D is
+            over these, so it matches the caption); default ``sample.valid``.
     """
     from ..io import atomic_write_bytes, write_image
+    from ..io.strict_json import strict_dumps
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -65,7 +70,7 @@ def write_sample_view(folder, index: int, sample, pred, metrics: dict | None = N
     caption = f"{sample.id}" + (f": {headline}" if headline else "")
     stem = _stem(index)
     picture = folder / f"{stem}.png"
-    write_image(picture, _picture(sample, pred, caption))
+    write_image(picture, _picture(sample, pred, caption, valid))
     if scene and arrays:
         data = {"pc1": sample.pc1, "pc2": sample.pc2, "flow": np.asarray(pred, np.float32)}
         extra = {"gt": sample.flow, "valid": sample.valid, "ego_motion": sample.ego_motion, "ground": sample.ground1}
@@ -75,7 +80,7 @@ def write_sample_view(folder, index: int, sample, pred, metrics: dict | None = N
         with atomic_path(folder / f"{stem}.npz") as tmp, open(tmp, "wb") as fh:
             np.savez(fh, **data)
     meta = {"index": int(index), "id": str(sample.id), "caption": caption, "metrics": metrics or {}}
-    atomic_write_bytes(folder / f"{stem}.json", json.dumps(meta, default=float).encode())
+    atomic_write_bytes(folder / f"{stem}.json", strict_dumps(meta).encode())
     return picture
 
 

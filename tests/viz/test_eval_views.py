@@ -4,6 +4,7 @@ import re
 from urllib.parse import unquote
 
 import numpy as np
+import pytest
 
 from motionflow.cli.main import main
 from motionflow.types import FlowSample, SceneFlowSample
@@ -60,3 +61,49 @@ def test_optical_sample_view_is_flow_and_epe(tmp_path):
     assert view["index"] == 3 and view["caption"] == "a/b: EPE 1.414 px" and view["arrays"] is None
     image = read_image(view["picture"])
     assert image.shape[0] >= 64 and image.shape[1] > 2 * 96  # flow picture + EPE map with its colour bar
+
+
+def test_eval_picture_scores_the_points_the_metric_scores_and_its_json_is_strict(tmp_path, monkeypatch):
+    """AV2: ground points and points beyond 50 m are not scored, so the picture's error panel must not
+    count them either (it did: its EPE3D disagreed with the caption); metrics without points (no
+    foreground here) are null in the sample JSON, never the NaN literal."""
+    import json
+
+    from motionflow.eval import evaluate
+    from motionflow.viz import points
+
+    pc1 = np.array([[5.0, 0.0, 0.0], [0.0, 8.0, 0.0], [3.0, 3.0, -1.8], [80.0, 0.0, 0.0]], np.float32)
+    gt = np.zeros((4, 3), np.float32)  # a static scene, no ego motion
+    pred = gt.copy()
+    pred[2:] += 10.0  # 10 m wrong on the ground point and on the far point: neither is scored
+    sample = SceneFlowSample("log/0", pc1, pc1, flow=gt, classes=np.zeros(4, np.int64),
+                             ground1=np.array([False, False, True, False]), ego_motion=np.eye(4))
+
+    class Fixed:
+        name = "fixed-test"
+
+        def __call__(self, a, b):
+            return pred
+
+    seen = {}
+    draw = points.scene_flow_picture
+
+    def spy(pc, flow, **kw):
+        seen["valid"] = np.asarray(kw["valid"])
+        return draw(pc, flow, **kw)
+
+    monkeypatch.setattr(points, "scene_flow_picture", spy)
+    report = evaluate([sample], Fixed(), protocol="av2", progress=False, viz_dir=tmp_path / "v", viz_samples=1)
+    assert report.value("epe_bg_static") == pytest.approx(0.0, abs=1e-6)
+    assert seen["valid"].tolist() == [True, True, False, False]
+    meta = json.loads((tmp_path / "v" / "sample_00000.json").read_text(),
+                      parse_constant=lambda c: pytest.fail(f"non-JSON literal {c}"))
+    assert None in meta["metrics"].values()
+
+
+def test_json_safe_and_strict_dumps():
+    from motionflow.io.strict_json import json_safe, strict_dumps
+
+    assert strict_dumps({"a": float("nan"), "b": np.float32(1.5), 1: [np.inf, (2, -np.inf)]}) == \
+        '{"a": null, "b": 1.5, "1": [null, [2, null]]}'
+    assert json_safe(np.int64(3)) == 3 and type(json_safe(np.int64(3))) is int

@@ -109,3 +109,11 @@ def test_write_page_is_plain_static_html(tmp_path):
     path = write_page(tmp_path / "index.html", "demo", [Gallery("Pictures", [("p.png", "caption")])])
     text = path.read_text(encoding="utf-8")
     assert text.startswith("<!DOCTYPE html>") and "<script" not in text and 'src="p.png"' in text
+
+
+def test_list_and_dict_cells_read_as_bullets_and_lines_and_wide_tables_scroll():
+    page = render_page("t", [Fields("Protocol", {"notes": ["a<b", "c"], "options": {"root": "/d", "pass": "final"}}),
+                             Table("wide", ["id"] + [f"m{i}" for i in range(30)], [["x"] + list(range(30))])])
+    assert "<td><ul><li>a&lt;b</li><li>c</li></ul></td>" in page
+    assert "<td>root: /d<br>pass: final</td>" in page and '["a' not in page
+    assert page.count('<div class="scroll"><table>') == 2 and "overflow-x: auto" in page
