@@ -301,7 +301,7 @@ def profile_official(h: int, w: int, names) -> None:
 _ONNX_CHILD = r"""
 import json, sys, time
 import numpy as np, onnxruntime, torch
-from motionflow.models.export import example_frames
+from motionflow.models.export import example_frames, window_length
 from motionflow.registry import get_optical_flow_method
 name, backend, h, w, iters, threads, onnx, runs, out = sys.argv[1:10]
 h, w, iters, threads, runs = int(h), int(w), int(iters), int(threads), int(runs)
@@ -318,7 +318,7 @@ if backend == "torch":
     m = get_optical_flow_method(name, weights="random", iters=iters, device="cpu", on_demand_pixels=None)
 else:
     m = get_optical_flow_method(name, backend="onnxruntime", onnx=onnx, threads=threads)
-window = m.spec.windows(m.spec.clip_length)[0][1]
+window = window_length(m.spec)
 x = example_frames(1, window, h, w)
 walls, cpus = [], []
 for _ in range(runs + 1):  # the first run is a warm-up

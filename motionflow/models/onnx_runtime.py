@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError, FormatError, MissingDependencyError, ShapeError, UnknownNameError, require
+from .export import window_length
 from .method import NetworkFlowMethod, NetworkSpec, WindowFlows, padding_for
 
 __all__ = ["OnnxModelInfo", "OnnxFlowMethod", "create_onnx_method", "open_session", "read_info"]
@@ -59,8 +60,9 @@ def _providers(device) -> list:
     raise UnknownNameError(f"device: expected cpu, cuda or cuda:N for the onnxruntime backend, found {kind!r}")
 
 
-def open_session(path: Union[str, Path], device=None, threads: Optional[int] = None):
-    """An ``onnxruntime.InferenceSession`` on ``path`` (``threads``: intra-op threads, default torch's)."""
+def open_session(path: Union[str, Path], device=None, threads: Optional[int] = None, optimize: bool = True):
+    """An ``onnxruntime.InferenceSession`` on ``path`` (``threads``: intra-op threads, default torch's;
+    ``optimize=False``: no graph optimisation, for reading the metadata only)."""
     ort = _onnxruntime()
     path = Path(path)
     if not path.is_file():
@@ -71,6 +73,8 @@ def open_session(path: Union[str, Path], device=None, threads: Optional[int] = N
     # no pre-planned block for all intermediates: peak memory 0.56-0.70x of the default at 216x512
     # (RAFT 121 vs 173 MB, BOF 364 vs 591, MOF 722 vs 1295), same speed within the noise of this machine
     options.enable_mem_pattern = False
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     try:
         return ort.InferenceSession(str(path), options, providers=_providers(device))
     except Exception as exc:  # onnxruntime raises its own exception types (InvalidProtobuf, Fail...)
@@ -149,7 +153,7 @@ class OnnxFlowMethod(NetworkFlowMethod):
         threads: intra-op threads of the session (default ``torch.get_num_threads()``).
 
     Raises:
-        CheckpointError: missing file, an export of another network, or other iterations.
+        CheckpointError: missing file, an export of another network or window length, or other iterations.
         FormatError: not an ONNX file / not a motionflow export.
         MissingDependencyError: onnxruntime (or its CUDA provider) missing.
     """
@@ -165,6 +169,13 @@ class OnnxFlowMethod(NetworkFlowMethod):
         if self.info.model != spec.name:
             raise CheckpointError(
                 f"{self.path}: expected an ONNX export of {spec.name}, found one of {self.info.model}"
+            )
+        window = window_length(spec)
+        frames = self.session.get_inputs()[0]
+        if self.info.window != window or frames.shape[1] != window:
+            raise CheckpointError(
+                f"{self.path}: expected an export of {spec.name}'s {window}-frame window, found one of "
+                f"{self.info.window} frames (metadata) with input {frames.name} {list(frames.shape)}"
             )
         if iters is not None and int(iters) != self.info.iters:
             raise CheckpointError(
@@ -262,4 +273,4 @@ def create_onnx_method(spec: NetworkSpec, backend: str, onnx, checkpoint=None, w
 
 def exported_network(path: Union[str, Path]) -> str:
     """The network name an exported file was made from (its ``motionflow.model`` metadata)."""
-    return read_info(open_session(path, device="cpu", threads=1), path).model
+    return read_info(open_session(path, device="cpu", threads=1, optimize=False), path).model
