@@ -54,14 +54,22 @@ def _resolve(table: dict[str, str], kind: str, name: str) -> Callable[..., Any]:
     return getattr(module, attr)
 
 
+def _build(table: dict[str, str], kind: str, name: str, options: dict):
+    """The factory of ``name`` called with ``options`` (:func:`motionflow.factory.build`: unknown options
+    and refused values are one-line errors naming the method)."""
+    from .factory import build
+
+    return build(_resolve(table, kind, name), options, f"{kind} method {name!r}")
+
+
 def get_optical_flow_method(name: str, **options: Any):
     """Build the optical-flow method registered as ``name`` with keyword ``options``."""
-    return _resolve(OPTICAL_FLOW_METHODS, "optical-flow", name)(**options)
+    return _build(OPTICAL_FLOW_METHODS, "optical-flow", name, options)
 
 
 def get_scene_flow_method(name: str, **options: Any):
     """Build the scene-flow method registered as ``name`` with keyword ``options``."""
-    return _resolve(SCENE_FLOW_METHODS, "scene-flow", name)(**options)
+    return _build(SCENE_FLOW_METHODS, "scene-flow", name, options)
 
 
 def scene_flow_preprocessing():

@@ -1,6 +1,7 @@
 """The public surface: every lazily exported name resolves, and importing stays light."""
 
 import importlib
+import os
 import subprocess
 import sys
 
@@ -59,3 +60,31 @@ def test_unknown_method_lists_the_valid_ones():
         get_optical_flow_method("flownet9")
     with pytest.raises(UnknownNameError, match="valid choices: .*nsfp"):
         get_scene_flow_method("magic")
+
+
+def test_git_sha_is_motionflows_own_commit_only(tmp_path):
+    """A copy of the package inside a user's git project (its .venv) must not report the user's commit
+    (every commit of theirs would then refuse an eval resume); a motionflow checkout reports its own."""
+    import shutil
+
+    from motionflow.eval.report import git_sha
+
+    if shutil.which("git") is None:
+        pytest.fail("git is needed for this test")
+
+    def repo(top, files):
+        for rel, text in files.items():
+            (top / rel).parent.mkdir(parents=True, exist_ok=True)
+            (top / rel).write_text(text)
+        env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
+               "PATH": os.environ.get("PATH", "")}
+        for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "x"]):
+            subprocess.run(["git", *cmd], cwd=top, check=True, env=env, capture_output=True)
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=top, capture_output=True, text=True).stdout.strip()
+
+    user = tmp_path / "user"
+    repo(user, {"pyproject.toml": 'name = "their-app"\n', ".venv/lib/motionflow/__init__.py": ""})
+    assert git_sha(user / ".venv" / "lib" / "motionflow") is None
+    own = tmp_path / "mf"
+    sha = repo(own, {"pyproject.toml": '[project]\nname = "motionflow"\n', "motionflow/__init__.py": ""})
+    assert len(sha) == 40 and git_sha(own / "motionflow") == sha

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from motionflow.errors import FormatError
 
-from .options import add_progress_flags, positive_int
+from .options import add_progress_flags, positive_int, torch_device
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -51,7 +51,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "several inputs: FILE_<input>.rrd each")
     p.add_argument("--max-size", type=positive_int, default=None, metavar="PX",
                    help="process frames downscaled to this longer side; flows are scaled back to full size")
-    p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda")
+    p.add_argument("--device", type=torch_device, default=None, help="torch device, e.g. cpu or cuda")
     p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"),
                    help="run a learned network in torch (default) or its ONNX export in ONNX Runtime (--onnx)")
     p.add_argument("--onnx", default=None, metavar="MODEL.onnx",
@@ -112,15 +112,19 @@ def _jobs(inputs: list[str], out: Path) -> list[tuple[object, Path]]:
     if len(paths) == 1:
         return [(paths[0], out)]
     # two inputs with one name would share DIR/<name>, and the second would "resume" the first's flows
+    # the name is the resolved path's ('..' and '.' name the folder they lead to), so DIR/<name> stays in DIR
     seen: dict = {}
     for p in paths:
-        if p.stem in seen:
+        name = p.resolve().stem
+        if not name or name in (".", ".."):
+            raise FormatError(f"INPUT: expected a video or folder with a name (its flows go to {out}/<name>), found {p}")
+        if name in seen:
             raise FormatError(
                 f"INPUT: expected videos / folders with distinct names (each goes to {out}/<name>), "
-                f"found {seen[p.stem]} and {p} both named {p.stem!r}"
+                f"found {seen[name]} and {p} both named {name!r}"
             )
-        seen[p.stem] = p
-    return [(p, out / p.stem) for p in paths]
+        seen[name] = p
+    return [(p, out / p.resolve().stem) for p in paths]
 
 
 def _skipped_frames(source, report, shown: int = 3) -> str:

@@ -20,6 +20,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .options import positive_int, torch_device
+
 NO_ROOT_DATASETS = ("synthetic-flow", "synthetic-lidar")
 
 
@@ -48,15 +50,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="method option (repeatable), e.g. --method-option preset=accurate --method-option max_points=8192",
     )
     p.add_argument("--checkpoint", default=None, help="checkpoint file for learned methods")
-    p.add_argument("--iters", type=int, default=None, help="refinement iterations for iterative methods")
+    p.add_argument("--iters", type=positive_int, default=None, help="refinement iterations for iterative methods")
     p.add_argument("--out", required=True, metavar="REPORT.json", help="report path (.csv and .md are written beside it)")
-    p.add_argument("--max-samples", type=int, default=None, metavar="N", help="evaluate only the first N samples")
+    p.add_argument("--max-samples", type=positive_int, default=None, metavar="N", help="evaluate only the first N samples")
     p.add_argument("--workers", type=int, default=1, metavar="N", help="local worker processes (or Ray CPUs when local)")
     p.add_argument("--engine", default="local", choices=("local", "ray"), help="local process pool or a Ray cluster")
     p.add_argument("--address", default=None, help="Ray cluster address (local Ray when omitted)")
     p.add_argument("--chunk-size", default="1", metavar="K|scene", help="samples per worker task, or 'scene' for one task per scene / log")
     p.add_argument("--write-predictions", default=None, metavar="DIR", help="also save the method's flows in the dataset's naming")
-    p.add_argument("--device", default="cpu", help="torch device for optical-flow methods")
+    p.add_argument("--device", type=torch_device, default="cpu", help="torch device for optical-flow methods")
     p.add_argument("--no-resume", action="store_true", help="ignore the records of an earlier, interrupted run")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--viz", type=int, default=0, metavar="N",

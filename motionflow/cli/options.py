@@ -41,6 +41,31 @@ def positive_int(text: str) -> int:
     return value
 
 
+def torch_device(text: str) -> str:
+    """argparse ``type=`` for ``--device``: a torch device this machine has (``cpu``, ``cuda``,
+    ``cuda:1``, ``mps``; ``auto`` where a command accepts it). A typo or a CUDA device on a machine
+    without one is bad usage (exit 2) before anything is loaded."""
+    import argparse
+
+    if text == "auto":
+        return text
+    import torch
+
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected a torch device such as cpu or cuda, found {text!r}") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise argparse.ArgumentTypeError(f"expected a device this machine has, found {text!r} (no CUDA device)")
+        if device.index is not None and device.index >= count:
+            raise argparse.ArgumentTypeError(f"expected a CUDA device index below {count}, found {text!r}")
+    elif device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise argparse.ArgumentTypeError(f"expected a device this machine has, found {text!r} (no MPS device)")
+    return text
+
+
 def add_progress_flags(parser) -> None:
     """``--progress`` / ``--quiet``: a progress bar on stderr by default when stderr is a terminal."""
     group = parser.add_mutually_exclusive_group()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .options import add_progress_flags, positive_int
+from .options import add_progress_flags, positive_int, torch_device
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -50,7 +50,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--method-option", action="append", default=[], metavar="KEY=VALUE",
                    help="method option (repeatable), e.g. --method-option voxel_size=0.2 --method-option lr=0.01")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--device", type=torch_device, default="cpu", help="cpu, cuda or auto")
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     p.add_argument("--key1", default=None, help="array name in an .npz pc1 (default pc1/pos1/points)")
     p.add_argument("--key2", default=None, help="array name in an .npz pc2 (default pc2/pos2/points)")

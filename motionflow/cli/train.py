@@ -24,6 +24,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .options import torch_device
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -49,7 +51,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--iters", type=int, default=None, help="refinement iterations in training")
     p.add_argument("--frames", type=int, default=None, metavar="T", help="clip length (default: the network's)")
     p.add_argument("--crop", type=int, nargs=2, default=None, metavar=("H", "W"), help="training crop")
-    p.add_argument("--device", default=None, help="cpu, cuda (default: cuda when available)")
+    p.add_argument("--device", type=torch_device, default=None, help="cpu, cuda (default: cuda when available)")
     p.add_argument("--num-workers", type=int, default=None, metavar="N", help="data loader processes")
     p.add_argument("--val-dataset", default=None, metavar="NAME", help="validation dataset (evaluate)")
     p.add_argument("--val-every", type=int, default=None, metavar="N", help="validate every N steps")

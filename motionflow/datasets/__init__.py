@@ -9,7 +9,6 @@ file-derived ``id``. Each loader's docstring gives its expected tree and where t
 from __future__ import annotations
 
 import importlib
-import inspect
 from typing import Optional
 
 from ..errors import UnknownNameError
@@ -67,18 +66,14 @@ def get_dataset(name: str, root=None, split: Optional[str] = None, **options):
         UnknownNameError: unknown dataset name or option (the message lists the valid ones).
         DatasetNotFoundError: the root or a required sub-folder is missing.
     """
+    from ..factory import build, check_options
+
     cls = dataset_class(name)
     options = {_ALIASES.get(k, k): v for k, v in options.items()}
-    params = inspect.signature(cls.__init__).parameters
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    if not takes_any:
-        valid = [k for k in params if k not in ("self", "root", "split")]
-        unknown = sorted(set(options) - set(valid))
-        if unknown:
-            raise UnknownNameError(f"dataset {name!r}: unknown options {unknown}; valid options: {valid}")
+    check_options(cls, options, f"dataset {name!r}", fixed=("root", "split"))
     if split is not None:
         options["split"] = split
-    return cls(root, **options)
+    return build(cls, options, f"dataset {name!r}", root)
 
 
 __all__ = ["DATASETS", "dataset_class", "get_dataset", "list_datasets"]

@@ -439,7 +439,8 @@ def protocol_report(protocol: Protocol, acc: Accumulator, dataset_options: Mappi
                     notes: list) -> dict:
     """The report's ``protocol`` entry: name, clips, options, preparation, reductions and every note."""
     info = {"name": protocol.name, "kind": protocol.kind, "summary": protocol.summary, "script": protocol.script,
-            "clip_frames": int(protocol.clip_frames), "clip_mode": protocol.clip_mode,
+            # what the method received: a user's --option frames=N overrides the protocol's window
+            "clip_frames": int(dataset_options.get("frames", protocol.clip_frames)), "clip_mode": protocol.clip_mode,
             "dataset_options": {k: v if isinstance(v, (str, int, float, bool)) or v is None else repr(v)
                                 for k, v in sorted(dataset_options.items())},
             "metrics": protocol.metrics}

@@ -218,17 +218,14 @@ def read_records(path: Path, header: dict) -> dict:
 
 
 class RecordWriter:
-    """Appends records (strict JSON, NaN -> null, flushed and fsynced line by line); writes the header first."""
+    """Appends records (strict JSON, NaN -> null, flushed and fsynced line by line). A new file gets the
+    header with its first record, so a run that fails before it scores anything (a method that cannot
+    be built, a typo in an option) leaves no file that would refuse the corrected rerun."""
 
     def __init__(self, path: Optional[Path], header: dict):
-        self.fh = None
-        if path is None:
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fresh = not path.exists() or path.stat().st_size == 0
-        self.fh = open(path, "a", encoding="utf-8")
-        if fresh:
-            self._write({"header": header})
+        self.path, self.fh, self.header = path, None, None
+        if path is not None and (not path.exists() or path.stat().st_size == 0):
+            self.header = header
 
     def _write(self, item: dict) -> None:
         self.fh.write(json.dumps(json_safe(item), allow_nan=False) + "\n")
@@ -236,8 +233,15 @@ class RecordWriter:
         os.fsync(self.fh.fileno())
 
     def write(self, record: dict) -> None:
-        if self.fh is not None:
-            self._write(record)
+        if self.path is None:
+            return
+        if self.fh is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.fh = open(self.path, "a", encoding="utf-8")
+        if self.header is not None:
+            self._write({"header": self.header})
+            self.header = None
+        self._write(record)
 
     def close(self) -> None:
         if self.fh is not None:

@@ -197,16 +197,29 @@ def _fmt_md(value):
 
 
 def git_sha(start=None) -> str | None:
-    """The git commit of the motionflow checkout (None when it is not a git checkout or git is absent)."""
-    start = Path(start or Path(__file__).resolve().parent)
+    """The git commit of the motionflow checkout (None when it is not a git checkout or git is absent).
+
+    Only motionflow's own repository counts: the package's parent folder must be the repository's top
+    level and hold a ``pyproject.toml`` naming motionflow (an installed copy inside a user's project,
+    e.g. in its ``.venv``, must not report the user's commit)."""
+    start = Path(start or Path(__file__).resolve().parents[1])  # the motionflow package folder
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=start, capture_output=True, text=True, timeout=5, check=False
+            ["git", "rev-parse", "--show-toplevel", "HEAD"], cwd=start, capture_output=True, text=True, timeout=5,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    sha = out.stdout.strip()
-    return sha if out.returncode == 0 and len(sha) == 40 else None
+    lines = out.stdout.split()
+    if out.returncode != 0 or len(lines) != 2 or len(lines[1]) != 40:
+        return None
+    top, sha = Path(lines[0]).resolve(), lines[1]
+    project = top / "pyproject.toml"
+    try:
+        own = start.resolve().parent == top and 'name = "motionflow"' in project.read_text(errors="replace")
+    except OSError:
+        own = False
+    return sha if own else None
 
 
 def environment(device: str = "cpu") -> dict:

@@ -15,6 +15,7 @@ from typing import Callable
 
 import numpy as np
 import pytest
+import torch
 
 from motionflow.cli.main import main
 from motionflow.datasets.synthetic import synthetic_clip
@@ -155,6 +156,12 @@ def _kitti_prediction(how: str):
 
 NO_FLOW = ("out/f_01.flo", "out/f_02.flo", "out/viz")
 NO_REPORT = ("out/report.json", "out/report.csv", "out/report.md")
+NO_EVAL_FILES = (*NO_REPORT, "out/report.samples.jsonl")
+
+
+def _eval_synthetic(kind: str, method: str, *extra: str) -> list:
+    return ["eval", "--dataset", f"synthetic-{kind}", "--method", method, "--out", "OUT/report.json", "--max-samples", "1", "--no-progress",
+            *extra]
 
 
 # ---------------------------------------------------------------------------------------- corpus
@@ -241,6 +248,31 @@ CASES = [
       for how in ("empty", "truncated", "text", "8bit")],
     Case("eval-missing-prediction", lambda t, r: _eval_kitti(t, r, lambda p: None), 1, ("000000_10.png",), absent=NO_REPORT,
          shared=True),
+    # eval / sceneflow / estimate: options a method or loader does not take or refuses, devices, counts
+    # (a failed run leaves no records file that would refuse the corrected rerun)
+    Case("eval-method-option-unknown", lambda t: _eval_synthetic("flow", "opencv-dis", "--method-option", "bogus=1"), 2,
+         ("'opencv-dis'", "unknown option 'bogus'", "valid options: preset"), absent=NO_EVAL_FILES),
+    Case("eval-iters-for-dis", lambda t: _eval_synthetic("flow", "opencv-dis", "--iters", "3"), 2,
+         ("unknown option 'iters'",), absent=NO_EVAL_FILES),
+    Case("eval-scene-method-option-unknown", lambda t: _eval_synthetic("lidar", "nsfp", "--method-option", "bogus=1"), 1,
+         ("'nsfp'", "bogus"), absent=NO_EVAL_FILES),
+    Case("eval-method-option-not-a-number", lambda t: _eval_synthetic("lidar", "nsfp", "--method-option", "max_points=abc"),
+         1, ("'nsfp'", "max_points", "abc"), absent=NO_EVAL_FILES),
+    Case("eval-dataset-option-not-a-number", lambda t: _eval_synthetic("flow", "opencv-dis", "--option", "frames=abc"), 1,
+         ("dataset 'synthetic-flow'", "frames", "abc"), absent=NO_EVAL_FILES),
+    Case("eval-dataset-option-wrong-type", lambda t: _eval_synthetic("flow", "opencv-dis", "--option", "size=5"), 1,
+         ("dataset 'synthetic-flow'", "size"), absent=NO_EVAL_FILES),
+    Case("eval-iters-negative", lambda t: _eval_synthetic("flow", "raft", "--iters", "-1"), 2, ("--iters",)),
+    Case("eval-max-samples-0", lambda t: _eval_synthetic("flow", "opencv-dis", "--max-samples", "0"), 2, ("--max-samples",)),
+    Case("eval-device-typo", lambda t: _eval_synthetic("flow", "opencv-dis", "--device", "gpu0"), 2, ("--device", "gpu0")),
+    Case("sceneflow-method-option-unknown", lambda t: _sceneflow(_good(t), extra=["--method", "nn", "--method-option",
+                                                                                 "bogus=1"]), 1, ("'nn'", "bogus")),
+    Case("sceneflow-device-typo", lambda t: _sceneflow(_good(t), extra=["--device", "gpu"]), 2, ("--device", "gpu")),
+    Case("estimate-device-typo", lambda t: _estimate(_frames(t), extra=["--device", "cdua"]), 2, ("--device", "cdua")),
+    *([Case(f"{cmd}-device-cuda-without-one", lambda t, c=cmd: (
+        _eval_synthetic("flow", "opencv-dis", "--device", "cuda") if c == "eval" else
+        _estimate(_frames(t), extra=["--device", "cuda"])), 2, ("--device", "no CUDA device"))
+       for cmd in ("eval", "estimate")] if not torch.cuda.is_available() else []),
 ]
 
 
@@ -310,5 +342,6 @@ def test_damaged_pfm_is_a_format_error_naming_the_file(tmp_path, how):
 
 def test_corpus_size():
     """The figure the issue asks for: how many bad inputs the corpus tries (each must give a clean error)."""
-    assert len(CASES) == 70  # + the damaged video and 3 .pfm files below the table
+    # + the damaged video and 3 .pfm files below the table; 2 CUDA-device cases where there is no CUDA
+    assert len(CASES) == 82 + 2 * (not torch.cuda.is_available())
     assert {c.id.split("-")[0] for c in CASES} >= {"estimate", "checkpoint", "cloud", "sceneflow", "eval"}

@@ -203,6 +203,13 @@ def test_several_inputs_go_to_one_folder_each_and_names_must_differ(tmp_path, cl
     (tmp_path / "b" / "seq").rename(tmp_path / "b" / "seq2")
     assert main(["estimate", str(tmp_path / "a" / "seq"), str(tmp_path / "b" / "seq2"), *args]) == 0
     assert len(list((out / "seq").glob("*.flo"))) == 4 and len(list((out / "seq2").glob("*.flo"))) == 4
+    # '..' names the folder it leads to: the flows stay inside --out (they went to out/.. = tmp_path)
+    work = tmp_path / "b" / "seq2" / "work"
+    work.mkdir()
+    out3 = tmp_path / "out3"
+    assert main(["estimate", str(work / ".."), str(tmp_path / "a" / "seq"), "--out", str(out3), *args[2:]]) == 0
+    assert len(list((out3 / "seq2").glob("*.flo"))) == 4 and not list(tmp_path.glob("*.flo"))
+    assert not (tmp_path / "estimate_manifest.json").exists()
 
 
 def test_image_files_whose_flows_would_share_a_name_are_refused(tmp_path, clip):

@@ -196,6 +196,10 @@ def test_a_protocol_option_the_user_overrides_is_noted(tmp_path):
                       dataset_options={"step": 1}, progress=False)
     assert "dataset option step=1 replaces the protocol's 3" in report.protocol["notes"]
     assert report.protocol["dataset_options"]["step"] == 1
+    assert report.protocol["clip_frames"] == 5  # the protocol's own window
+    report = evaluate("sintel", predictions_dir=tmp_path / "pred", root=root, protocol="sintel-videoflow-mof",
+                      dataset_options={"frames": 6, "step": 1}, progress=False)
+    assert report.protocol["clip_frames"] == 6  # what the method received, not the protocol's 5
 
 
 # -- KITTI devkit metrics ------------------------------------------------------------------------------
