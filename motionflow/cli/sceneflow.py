@@ -44,6 +44,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "or a method that estimates the ego motion itself: rigid, rigid+nsfp)")
     p.add_argument("--compensate-ego", action="store_true",
                    help="estimate the ego motion by robust ICP and the flow as ego flow + residual")
+    p.add_argument("--ego-motion", default=None, metavar="identity|FILE",
+                   help="the pc1 -> pc2 ego motion when it is known (rigid methods, --compensate-ego): identity for "
+                        "sweeps already ego-compensated (as ICP-Flow's and BucketedSceneFlowEval's pairs), or a 4x4 "
+                        "matrix in a .npy or text file; default: estimated from the sweeps")
     p.add_argument("--iters", type=positive_int, default=None, help="maximum optimiser iterations")
     p.add_argument("--patience", type=int, default=None, help="early-stopping patience (iterations)")
     p.add_argument("--check-every", type=positive_int, default=None, help="check the loss every K iterations")
@@ -105,6 +109,10 @@ def run(args: argparse.Namespace) -> int:
         options["max_points"] = args.max_points
     if args.compensate_ego:
         options["compensate_ego"] = True
+    if args.ego_motion is not None:
+        if not args.compensate_ego and args.method not in RIGID_METHODS:
+            raise ShapeError(f"--ego-motion: method {args.method!r} uses an ego motion only with --compensate-ego")
+        options["ego_motion"] = _ego_motion(args.ego_motion)
     stop = {k: v for k, v in (("max_iters", args.iters), ("patience", args.patience),
                               ("check_every", args.check_every)) if v is not None}
     if stop:
@@ -133,9 +141,10 @@ def run(args: argparse.Namespace) -> int:
     valid = np.isfinite(flow).all(1)
     with atomic_path(args.out) as tmp:
         with open(tmp, "wb") as fh:
+            ego = result.extras.get("ego_motion")
             np.savez(fh, flow=flow, pc1=pc1.astype(np.float32), valid=valid, method=np.array(args.method),
                      seconds=np.float64(result.seconds), iterations=np.int64(result.iterations),
-                     converged=np.bool_(result.converged))
+                     converged=np.bool_(result.converged), **({} if ego is None else {"ego_motion": np.asarray(ego)}))
     summary = dict(method=args.method, points=int(len(pc1)), valid=int(valid.sum()), seconds=round(result.seconds, 3),
                    iterations=result.iterations, converged=result.converged,
                    mean_flow_m=float(np.linalg.norm(flow[valid], axis=1).mean()) if valid.any() else None,
@@ -148,6 +157,28 @@ def run(args: argparse.Namespace) -> int:
 
     print(strict_dumps(summary))
     return 0
+
+
+def _ego_motion(text: str) -> np.ndarray:
+    """``--ego-motion``: ``identity`` or a file holding a rigid ``(4, 4)`` transform (``.npy``, or text)."""
+    from motionflow.errors import FormatError
+
+    if text == "identity":
+        return np.eye(4)
+    path = Path(text)
+    try:
+        T = np.load(path, allow_pickle=False) if path.suffix == ".npy" else np.loadtxt(path, ndmin=2)
+    except (OSError, ValueError) as exc:
+        raise FormatError(f"--ego-motion {path}: expected 'identity' or a 4x4 matrix file, could not read it ({exc})") from None
+    T = np.asarray(T, dtype=np.float64)
+    rigid = T.shape == (4, 4) and np.isfinite(T).all() and np.allclose(T[3], [0, 0, 0, 1])
+    if rigid:
+        R = T[:3, :3]
+        rigid = np.allclose(R.T @ R, np.eye(3), atol=1e-4) and np.linalg.det(R) > 0
+    if not rigid:
+        raise FormatError(f"--ego-motion {path}: expected a rigid 4x4 transform (rotation, translation, last row 0 0 0 1), "
+                          f"found an array of shape {T.shape} that is not one")
+    return T
 
 
 def _visualise(args, pc1, pc2, flow, result, summary: dict) -> None:

@@ -101,3 +101,36 @@ def test_sceneflow_cli_fill_rigid_with_the_rigid_method_uses_its_own_ego_motion(
     # cropped points got the ego flow: for static points (all but one box) that is the truth
     static_far = far & (s.meta["instance1"] != 0)
     np.testing.assert_allclose(z["flow"][static_far], s.flow[static_far], atol=0.05)
+
+
+def test_sceneflow_cli_ego_motion_given_identity_or_a_file(tmp_path, capfd):
+    """--ego-motion: the rigid method uses the given transform (saved in the output as ego_motion) instead
+    of estimating one; for an ego-compensated pair, identity; a file that is not a rigid 4x4 is one line."""
+    from motionflow.datasets.synthetic import synthetic_lidar_pair
+    from motionflow.geometry import apply_transform
+
+    s = synthetic_lidar_pair(seed=1, num_boxes=8, num_moving=1)
+    np.save(tmp_path / "a.npy", s.pc1)
+    np.save(tmp_path / "b.npy", s.pc2)
+    # a 1 m translation that is not the truth: the static points must follow it, not the estimate
+    T = np.eye(4)
+    T[0, 3] = 1.0
+    np.savetxt(tmp_path / "T.txt", T)
+    out = tmp_path / "f.npz"
+    base = ["sceneflow", str(tmp_path / "a.npy"), str(tmp_path / "b.npy"), "--out", str(out), "--threads", "1"]
+    assert main(base + ["--ego-motion", str(tmp_path / "T.txt"), "--fill", "rigid", "--crop", "15"]) == 0
+    z = np.load(out)
+    np.testing.assert_allclose(z["ego_motion"], T)
+    far = (np.abs(s.pc1[:, :2]) > 15).any(1)
+    np.testing.assert_allclose(z["flow"][far], apply_transform(s.pc1[far], T) - s.pc1[far], atol=1e-5)
+    assert main(base + ["--ego-motion", "identity"]) == 0
+    np.testing.assert_allclose(np.load(out)["ego_motion"], np.eye(4))
+    capfd.readouterr()
+    np.save(tmp_path / "bad.npy", np.eye(3))
+    for bad, code, text in ((str(tmp_path / "bad.npy"), 1, "expected a rigid 4x4 transform"),
+                            (str(tmp_path / "none.txt"), 1, "none.txt"), ("identity", 2, "--compensate-ego")):
+        argv = base + ["--ego-motion", bad] + (["--method", "nn"] if code == 2 else [])
+        rc = main(argv)
+        err = capfd.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and text in err[0], err
+        assert rc in (1, 2)
