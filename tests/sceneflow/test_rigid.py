@@ -173,3 +173,27 @@ def test_cluster_points_hdbscan():
 
     labels = cluster_points(_blobs(), min_points=20, method="hdbscan")
     assert (labels[:300] == 0).all() and (labels[300:500] == 1).all() and (labels[500:] == -1).all()
+
+
+def test_inlier_distance_follows_the_point_spacing():
+    grid = np.stack(np.meshgrid(np.arange(5) * 0.3, np.arange(5) * 0.3, [0.0]), -1).reshape(-1, 3)
+    dense = grid / 6.0  # 0.05 m spacing: ICP-Flow's 0.1 m applies
+    assert RigidFlow()._inlier_distance(grid, dense) == pytest.approx(0.3)
+    assert RigidFlow()._inlier_distance(dense, dense) == pytest.approx(0.1)
+    assert RigidFlow(inlier_spacing=None)._inlier_distance(grid, grid) == pytest.approx(0.1)
+    assert RigidFlow(inlier_spacing=2.0)._inlier_distance(grid, grid) == pytest.approx(0.6)
+
+
+def test_sparse_far_movers_are_matched():
+    # a 32-beam x 512 sweep: two cars at about 18 m move 1.1-1.3 m; at their true motion only 12-18 %
+    # of their points lie within ICP-Flow's fixed 0.1 m of the other sweep (IoU < 0.2): left static
+    sample = synthetic_lidar_pair(seed=2)
+    pc1 = apply_transform(sample.pc1.astype(np.float64), sample.ego_motion)
+    gt = sample.pc1 + sample.flow - pc1
+    dynamic = np.linalg.norm(gt, axis=1) >= 0.05
+    errors = {}
+    for spacing in (1.0, None):
+        res = RigidFlow(inlier_spacing=spacing)(pc1, sample.pc2, ego_motion=np.eye(4))
+        errors[spacing] = np.linalg.norm(np.asarray(res.flow) - gt, axis=1)[dynamic].mean()
+    assert errors[None] > 0.4  # two of the three movers unmatched (zero flow)
+    assert errors[1.0] < 0.2
