@@ -48,6 +48,8 @@ Deviations from the reference (all deliberate, stated for the README):
 * a static preference: a pair stays static unless its transform lowers the mean nearest-neighbour error
   by more than ``static_margin`` (1 cm) over zero motion (walls and half-seen cars slide along
   themselves at almost no cost);
+* the displacement histogram is smoothed over 0.5 m in x/y before its peaks are taken
+  (``hist_smooth = 5``);
 * the inlier distance of the overlap IoU grows with the clusters' point spacing (``inlier_spacing``):
   ICP-Flow's fixed 0.1 m left sparse far movers below ``thres_iou`` at their true motion, and static.
 
@@ -75,7 +77,7 @@ from ..geometry import apply_transform, ego_flow, invert_transform, rotation_ang
 from .base import EstimateOutput, SceneFlowMethod
 from .clustering import cluster_points
 
-__all__ = ["RigidFlow", "RigidNSFP", "ClusterMatch", "histogram_translation", "register_cluster", "planar_projection"]
+__all__ = ["RigidFlow", "RigidNSFP", "ClusterMatch", "histogram_candidates", "histogram_translation", "register_cluster", "planar_projection"]
 
 GROUND_METHODS = ("ransac", "height", "none")
 
@@ -131,17 +133,19 @@ def _mean_nn_error(src: np.ndarray, dst: np.ndarray, dst_tree=None) -> float:
     return float(min(d1, d2))
 
 
-def histogram_translation(src: np.ndarray, dst: np.ndarray, max_translation: float, bin_size: float = 0.1,
-                          top_k: int = 5, nms_bins: int = 11, max_points: int = 1000,
-                          rng: Optional[np.random.Generator] = None) -> tuple[np.ndarray, float]:
-    """ICP-Flow's translation initialisation (``utils_hist.estimate_init_pose``).
+def histogram_candidates(src: np.ndarray, dst: np.ndarray, max_translation: float, bin_size: float = 0.1,
+                         top_k: int = 5, nms_bins: int = 11, max_points: int = 1000, smooth_bins: int = 1,
+                         rng: Optional[np.random.Generator] = None) -> tuple[np.ndarray, np.ndarray]:
+    """ICP-Flow's translation candidates (``utils_hist.estimate_init_pose``), best first.
 
     Votes every displacement ``dst_j - src_i`` into a 3-D histogram (``bin_size`` cells, x/y within
-    ``+-max_translation``, z within one bin), keeps the ``top_k`` peaks after non-maximum suppression over
-    ``nms_bins`` cells, adds zero motion, and returns the candidate with the smallest mean
-    nearest-neighbour error: ``(translation (3,), error)``.
+    ``+-max_translation``, z within one bin), optionally sums the votes over ``smooth_bins`` x
+    ``smooth_bins`` cells in x/y (1: ICP-Flow), keeps the ``top_k`` peaks after non-maximum suppression
+    over ``nms_bins`` cells (with smoothing, plateau ties closer than that to a kept peak dropped), adds zero motion, and scores
+    each by the mean nearest-neighbour error (min over both directions). Returns ``(candidates (K, 3),
+    errors (K,))`` sorted by increasing error.
     """
-    from scipy.ndimage import maximum_filter
+    from scipy.ndimage import maximum_filter, uniform_filter
 
     rng = rng if rng is not None else np.random.default_rng(0)
     s = src if len(src) <= max_points else src[rng.choice(len(src), max_points, replace=False)]
@@ -155,16 +159,34 @@ def histogram_translation(src: np.ndarray, dst: np.ndarray, max_translation: flo
     candidates = [np.zeros(3)]
     if len(idx):
         hist = np.bincount((idx[:, 0] * n + idx[:, 1]) * 3 + idx[:, 2], minlength=n * n * 3).reshape(n, n, 3)
+        if smooth_bins > 1:
+            hist = uniform_filter(hist.astype(np.float64), size=(smooth_bins, smooth_bins, 1), mode="constant")
+            hist = np.round(hist * smooth_bins ** 2, 6)  # vote sums: ties stay ties
         peaks = (hist == maximum_filter(hist, size=(nms_bins, nms_bins, 3), mode="constant")) & (hist > 0)
         flat = np.flatnonzero(peaks)
-        flat = flat[np.argsort(-hist.reshape(-1)[flat], kind="stable")][:top_k]
+        flat = flat[np.argsort(-hist.reshape(-1)[flat], kind="stable")]
+        kept: list[np.ndarray] = []
         for f in flat:
-            i, j, l = np.unravel_index(f, hist.shape)
-            candidates.append((np.array([i, j, l]) - np.array([k, k, 1])) * bin_size)
+            cell = np.array(np.unravel_index(f, hist.shape))
+            if smooth_bins > 1 and any(np.abs(cell[:2] - c[:2]).max() <= nms_bins // 2 for c in kept):
+                continue  # a tie of a kept peak inside its suppression window (smoothing makes plateaus)
+            kept.append(cell)
+            if len(kept) == top_k:
+                break
+        candidates += [(c - np.array([k, k, 1])) * bin_size for c in kept]
     tree = _tree(d)
-    errors = [_mean_nn_error(s + t, d, tree) for t in candidates]
-    best = int(np.argmin(errors))
-    return np.asarray(candidates[best], dtype=np.float64), float(errors[best])
+    errors = np.array([_mean_nn_error(s + t, d, tree) for t in candidates])
+    order = np.argsort(errors, kind="stable")
+    return np.asarray(candidates, dtype=np.float64)[order], errors[order]
+
+
+def histogram_translation(src: np.ndarray, dst: np.ndarray, max_translation: float, bin_size: float = 0.1,
+                          top_k: int = 5, nms_bins: int = 11, max_points: int = 1000,
+                          rng: Optional[np.random.Generator] = None) -> tuple[np.ndarray, float]:
+    """ICP-Flow's translation initialisation: the best of :func:`histogram_candidates`,
+    ``(translation (3,), error)``."""
+    cands, errors = histogram_candidates(src, dst, max_translation, bin_size, top_k, nms_bins, max_points, rng=rng)
+    return cands[0], float(errors[0])
 
 
 ICP_METHODS = ("gicp", "point_to_point", "point_to_plane")
@@ -230,6 +252,11 @@ class RigidFlow(SceneFlowMethod):
         bin_size: histogram bin and inlier distance (ICP-Flow ``thres_dist``: 0.1 m).
         thres_box, thres_iou, thres_error: ICP-Flow's sanity and acceptance thresholds (0.1, 0.2, 0.2).
         hist_points: points per cluster in the displacement histogram (500).
+        hist_smooth: the histogram's votes are summed over ``hist_smooth`` x ``hist_smooth`` bins in x/y
+            before the peak search (5, i.e. 0.5 m; 1: ICP-Flow's raw 0.1 m bins). Two sweeps sample a
+            surface at different places, so on sparse scans the true displacement's votes spread over
+            the point spacing and the raw bins' peaks were often the wrong sign of the motion
+            (:func:`histogram_candidates`).
         icp_points: points per cluster given to ICP (2000; ICP-Flow: 10,000).
         icp, icp_distances, icp_iterations: per-cluster registration (:func:`register_cluster`).
         attach_ground: ground points of pc1 within this distance (m) of a matched cluster's points move
@@ -271,7 +298,7 @@ class RigidFlow(SceneFlowMethod):
                  bin_size: float = 0.1, thres_box: float = 0.1, thres_iou: float = 0.2, thres_error: float = 0.2,
                  hist_points: int = 500, icp_points: int = 2000, icp: str = "gicp", icp_distances: Sequence[float] = (0.4, 0.2, 0.1),
                  icp_iterations: int = 30, planar: bool = True, attach_ground: Optional[float] = 0.2,
-                 static_margin: Optional[float] = 0.01, inlier_spacing: Optional[float] = 1.0, clustering: str = "dbscan", compensate_ego: bool = True,
+                 static_margin: Optional[float] = 0.01, inlier_spacing: Optional[float] = 1.0, hist_smooth: int = 5, clustering: str = "dbscan", compensate_ego: bool = True,
                  **base):
         super().__init__(compensate_ego=compensate_ego, **base)
         if ground_removal not in GROUND_METHODS:
@@ -307,6 +334,10 @@ class RigidFlow(SceneFlowMethod):
         self.icp = icp
         self.attach_ground = None if attach_ground is None else float(attach_ground)
         self.inlier_spacing = None if inlier_spacing is None else float(inlier_spacing)
+        if int(hist_smooth) < 1 or (inlier_spacing is not None and not float(inlier_spacing) > 0):
+            raise ShapeError(f"{self.name}: expected hist_smooth >= 1 and inlier_spacing > 0 or None, found "
+                             f"{hist_smooth}, {inlier_spacing}")
+        self.hist_smooth = int(hist_smooth)
         self.static_margin = None if static_margin is None else float(static_margin)
         self.planar = bool(planar)
         from .clustering import CLUSTERING_METHODS
@@ -376,14 +407,15 @@ class RigidFlow(SceneFlowMethod):
         swap = len(src) > len(dst)
         a, b = (dst, src) if swap else (src, dst)
         hist = self.hist_points if self.max_points is None else min(self.hist_points, self.max_points)
-        t0, _ = histogram_translation(a, b, radius, self.bin_size, max_points=hist, rng=rng)
-        init = np.eye(4)
-        init[:3, 3] = t0
+        starts, _ = histogram_candidates(a, b, radius, self.bin_size, max_points=hist, smooth_bins=self.hist_smooth,
+                                         rng=rng)
         cap = self.icp_points if self.max_points is None else min(self.icp_points, self.max_points)
         if len(a) > cap:
             a = a[rng.choice(len(a), cap, replace=False)]
         if len(b) > cap:
             b = b[rng.choice(len(b), cap, replace=False)]
+        init = np.eye(4)
+        init[:3, 3] = starts[0]
         T = register_cluster(a, b, init, self.icp_distances, self.icp_iterations, self.icp)
         if swap:
             T = invert_transform(T)
