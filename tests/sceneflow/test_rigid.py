@@ -9,7 +9,7 @@ from motionflow.datasets.synthetic import synthetic_lidar_pair
 from motionflow.errors import ShapeError, UnknownNameError
 from motionflow.geometry import apply_transform, ego_flow, rotation_angle
 from motionflow.registry import get_scene_flow_method
-from motionflow.sceneflow.rigid import (RigidFlow, RigidNSFP, histogram_candidates, histogram_translation,
+from motionflow.sceneflow.rigid import (RigidFlow, RigidNSFP, _attach, histogram_candidates, histogram_translation,
                                        planar_projection)
 
 SCAN = dict(beams=64, azimuths=1024, max_range=30.0)
@@ -223,3 +223,37 @@ def test_rigid_rejects_bad_histogram_and_inlier_options():
         RigidFlow(hist_smooth=0)
     with pytest.raises(ShapeError, match="found 5, -1"):
         RigidFlow(inlier_spacing=-1)
+
+
+def test_attach_gives_near_points_the_matched_cluster_label():
+    points = np.array([[0, 0, 0], [5, 0, 0], [0.5, 0, 0], [5.5, 0, 0], [0, 3, 0], [9, 9, 9]], dtype=np.float64)
+    labels = np.array([0, 1, -1, -1, -1, -2])
+    clustered = labels >= 0
+    which = labels == -1
+    out = _attach(points, labels, clustered, which, 1.0, matched_labels=np.array([0]))
+    # 0.5 m from matched cluster 0: joins it; 0.5 m from unmatched cluster 1 and 3 m from 0: stay -1
+    assert out.tolist() == [0, 1, 0, -1, -1, -2]
+    assert _attach(points, labels, clustered, which, 0.4, np.array([0, 1])).tolist() == labels.tolist()
+
+
+def test_unclustered_points_near_a_matched_cluster_move_with_it():
+    from scipy.spatial import cKDTree
+
+    sample = synthetic_lidar_pair(seed=4)  # 32 beams: sparse far cars leave an unclustered fringe
+    runs = {attach: RigidFlow(attach_ground=None, attach_unclustered=attach)(sample.pc1, sample.pc2,
+                                                                            ego_motion=sample.ego_motion)
+            for attach in (None, 1.0)}
+    labels = runs[None].extras["labels1"]
+    matched = {c["src_label"] for c in runs[None].extras["clusters"]}
+    left, clustered = labels == -1, labels >= 0
+    dist, nn = cKDTree(sample.pc1[clustered]).query(sample.pc1[left], k=1)
+    nearest = labels[clustered][nn]
+    join = (dist <= 1.0) & np.isin(nearest, list(matched))
+    assert join.sum() >= 20
+    after = runs[1.0].extras["labels1"][left]
+    assert np.array_equal(after[join], nearest[join]) and np.all(after[~join] == -1)
+    flow = np.asarray(runs[1.0].flow)[left]
+    for lab in np.unique(nearest[join]):  # each attached point moves with its cluster's transform
+        T = next(c["transform_ego"] for c in runs[1.0].extras["clusters"] if c["src_label"] == lab)
+        sel = join & (nearest == lab)
+        assert np.allclose(flow[sel], ego_flow(sample.pc1[left][sel].astype(np.float64), T), atol=1e-4)
