@@ -219,10 +219,12 @@ def test_smoothed_histogram_finds_sparse_movers():
 
 
 def test_rigid_rejects_bad_histogram_and_inlier_options():
-    with pytest.raises(ShapeError, match="hist_smooth >= 1 and inlier_spacing > 0 or None, found 0, 1.0"):
+    with pytest.raises(ShapeError, match="hist_smooth >= 1, inlier_spacing > 0 or None and box_floor >= 0, found 0, 1.0, 0.2"):
         RigidFlow(hist_smooth=0)
-    with pytest.raises(ShapeError, match="found 5, -1"):
+    with pytest.raises(ShapeError, match="found 5, -1, 0.2"):
         RigidFlow(inlier_spacing=-1)
+    with pytest.raises(ShapeError, match="found 5, 1.0, -0.1"):
+        RigidFlow(box_floor=-0.1)
 
 
 def test_attach_gives_near_points_the_matched_cluster_label():
@@ -257,3 +259,12 @@ def test_unclustered_points_near_a_matched_cluster_move_with_it():
         T = next(c["transform_ego"] for c in runs[1.0].extras["clusters"] if c["src_label"] == lab)
         sel = join & (nearest == lab)
         assert np.allclose(flow[sel], ego_flow(sample.pc1[left][sel].astype(np.float64), T), atol=1e-4)
+
+
+def test_a_face_seen_thin_in_one_sweep_passes_the_box_check():
+    rng = np.random.default_rng(0)
+    face = np.c_[rng.uniform(0, 4, 200), rng.uniform(0, 0.03, 200), rng.uniform(0.3, 1.5, 200)]  # car side
+    corner = np.c_[rng.uniform(0, 4, 200), rng.uniform(0, 0.4, 200), rng.uniform(0.3, 1.5, 200)]  # + a corner
+    assert RigidFlow()._sane(face, corner + [1.0, 0, 0], radius=2.0)
+    assert not RigidFlow(box_floor=0.0)._sane(face, corner + [1.0, 0, 0], radius=2.0)  # ICP-Flow: 0.03 < 0.1 * 0.4
+    assert not RigidFlow()._sane(face[:, [1, 0, 2]] * [1, 0.1, 1], corner, radius=2.0)  # 0.4 m vs 4 m: still rejected
