@@ -219,7 +219,8 @@ def test_smoothed_histogram_finds_sparse_movers():
 
 
 def test_rigid_rejects_bad_histogram_and_inlier_options():
-    with pytest.raises(ShapeError, match="hist_smooth >= 1, inlier_spacing > 0 or None and box_floor >= 0, found 0, 1.0, 0.2"):
+    with pytest.raises(ShapeError, match="hist_smooth >= 1, inlier_spacing > 0 or None and box_floor >= 0, "
+                                         "found 0, 1.0, 0.2"):
         RigidFlow(hist_smooth=0)
     with pytest.raises(ShapeError, match="found 5, -1, 0.2"):
         RigidFlow(inlier_spacing=-1)
