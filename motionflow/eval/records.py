@@ -286,42 +286,16 @@ def stale_records(done: dict, directory) -> list[int]:
     return sorted(stale)
 
 
-class RunLock:
-    """``<stem>.lock`` beside the records file, held with ``fcntl.flock`` for the run: a second run on the
-    same output is refused; the system releases the lock of a crashed process."""
+def run_lock(records: Optional[Path]):
+    """The evaluation's lock: ``<stem>.lock`` beside the records file (:class:`motionflow.io.lock.OutputLock`)."""
+    from ..io.lock import OutputLock
 
-    def __init__(self, records: Optional[Path]):
-        self.path = None if records is None else records.with_name(records.name.replace(".samples.jsonl", "") + ".lock")
-        self.fd = None
-
-    def __enter__(self) -> "RunLock":
-        if self.path is None:
-            return self
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows: no advisory locks, no guard
-            return self
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(self.fd)
-            self.fd = None
-            raise FormatError(f"{self.path}: another evaluation is writing to this output (its lock is held); wait "
-                              "for it to finish or choose another --out") from None
-        os.ftruncate(self.fd, 0)
-        os.write(self.fd, f"{os.getpid()}\n".encode())
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.fd is not None:
-            os.close(self.fd)  # closing releases the flock
-            self.fd = None
+    path = None if records is None else records.with_name(records.name.replace(".samples.jsonl", "") + ".lock")
+    return OutputLock(path, "evaluation")
 
 
 __all__ = [
-    "RECORDS_VERSION", "RecordWriter", "RunLock", "changed_keys", "check_resumed_ids", "dataset_descriptor",
+    "RECORDS_VERSION", "RecordWriter", "run_lock", "changed_keys", "check_resumed_ids", "dataset_descriptor",
     "describe_object", "file_identity", "fingerprint", "manifest", "method_descriptor", "read_records",
     "records_path", "stale_records",
 ]

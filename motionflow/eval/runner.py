@@ -198,7 +198,7 @@ def evaluate(
             recording; :mod:`motionflow.viz.samples`).
     """
     _check_arguments(method, predictions_dir, engine, workers)
-    from .records import RecordWriter, RunLock, records_path
+    from .records import RecordWriter, records_path, run_lock
 
     spec = EvalSpec(dataset=SampleList(dataset) if isinstance(dataset, (list, tuple)) else dataset,
                     root=None if root is None else str(root), split=split, dataset_options=dict(dataset_options or {}),
@@ -215,7 +215,7 @@ def evaluate(
     label = f"predictions:{predictions_dir}" if method is None else (spec.method_name or type(method).__name__)
     from tqdm.auto import tqdm
 
-    with RunLock(path):
+    with run_lock(path):
         done, recomputed = _resume(path, header, ds, spec, len(indices), resume)
         todo = [i for i in indices if i not in done]
         new: dict = {}

@@ -36,6 +36,7 @@ __all__ = ["MANIFEST", "STATE", "Progress", "describe", "run_identity", "check_m
 
 MANIFEST = "estimate_manifest.json"
 STATE = "estimate_state.resume"  # an npz archive; not named .npz, which a flow format uses
+LOCK = "estimate.lock"  # held for a run (motionflow.io.lock): a second run on the same folder is refused
 _MAX_DEPTH = 4
 
 

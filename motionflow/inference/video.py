@@ -19,7 +19,7 @@ import torch
 
 from ..errors import FormatError, ShapeError, UnknownNameError
 from .clips import _progress, build_method, stream_flow
-from .resume import STATE, Progress, check_manifest, read_progress, run_identity, write_manifest, write_progress
+from .resume import LOCK, STATE, Progress, check_manifest, read_progress, run_identity, write_manifest, write_progress
 
 __all__ = ["FLOW_FORMATS", "VideoReport", "process_video", "write_preview", "flow_files"]
 
@@ -241,6 +241,7 @@ def process_video(
         other pair are written.
     """
     from ..io import atomic_write_bytes
+    from ..io.lock import OutputLock
     from ..io.strict_json import strict_dumps
     from ..io.video import FrameSource
 
@@ -251,9 +252,25 @@ def process_video(
     if fmt == "reynolds-rgb":
         identity["reynolds_scale"] = _reynolds_request(m, reynolds_scale)
     out.mkdir(parents=True, exist_ok=True)
-    run = _Session(src, out, suffix, identity, _run_info(source, checkpoint, device), resume)
-    report = VideoReport(out=out)
-    report.skipped = sum(run.target(p).exists() and not run.missing(p) for p in range(len(src) - 1))
+    with OutputLock(out / LOCK, "estimate run"):  # a second run on this --out is refused, not interleaved
+        run = _Session(src, out, suffix, identity, _run_info(source, checkpoint, device), resume)
+        report = VideoReport(out=out)
+        report.skipped = sum(run.target(p).exists() and not run.missing(p) for p in range(len(src) - 1))
+        last = _compute(src, out, m, run, report, fmt, viz, max_size, progress,
+                        dict(reynolds_scale=reynolds_scale, flow_scale=flow_scale))
+        if max(len(src), last + 1) < 2:
+            raise FormatError(f"{src.path}: expected at least 2 frames, found {last + 1}")
+        run.finish(report, last)
+        if viz or preview or rerun:
+            _draw_pictures(src, out, suffix, fmt, report, viz, preview, rerun, flow_scale)
+        atomic_write_bytes(out / "estimate_report.json", strict_dumps(report.to_dict(), indent=2).encode())
+        return report
+
+
+def _compute(src, out: Path, m, run: "_Session", report: VideoReport, fmt: str, viz: bool, max_size, progress: bool,
+             pictures: dict) -> int:
+    """Stream the missing pairs of ``run`` through method ``m`` and write their outputs (``pictures``:
+    ``_write_outputs``' scale keywords); returns the last frame index read."""
     bar = _progress(len(src), "frame", progress, initial=run.start)
     last = [run.start - 1]
 
@@ -273,19 +290,12 @@ def process_video(
         for index, frame, flow, *more in stream_flow(frames(), m, max_size=max_size, warm_start=run.warm_start,
                                                      on_clip=run.save, extras=extras):
             viz_path = out / "viz" / f"{src.name(index)}.png" if viz and fmt == "reynolds-rgb" else None
-            _write_outputs(run.target(index), flow, frame, fmt, viz_path, *more, reynolds_scale=reynolds_scale,
-                           flow_scale=flow_scale)
+            _write_outputs(run.target(index), flow, frame, fmt, viz_path, *more, **pictures)
             report.written.append(run.target(index).name)
     finally:
         bar.close()
         report.seconds = time.perf_counter() - run.t0
-    if max(len(src), last[0] + 1) < 2:
-        raise FormatError(f"{src.path}: expected at least 2 frames, found {last[0] + 1}")
-    run.finish(report, last[0])
-    if viz or preview or rerun:
-        _draw_pictures(src, out, suffix, fmt, report, viz, preview, rerun, flow_scale)
-    atomic_write_bytes(out / "estimate_report.json", strict_dumps(report.to_dict(), indent=2).encode())
-    return report
+    return last[0]
 
 
 def _check_request(src, fmt: str, max_size: Optional[int]):

@@ -299,7 +299,12 @@ def _tiny_run(tmp_path, clip, **kwargs):
     _write_frames(tmp_path / "frames", clip)
     out = tmp_path / "out"
     process_video(tmp_path / "frames", out, method="opencv-dis", progress=False, **kwargs)
-    return out, {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    return out, _mtimes(out)
+
+
+def _mtimes(out):
+    """Modification times of a run folder's files, but the lock (every attempt takes it, refused or not)."""
+    return {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name != "estimate.lock"}
 
 
 @pytest.mark.parametrize(
@@ -326,7 +331,7 @@ def test_a_resume_with_another_run_is_refused(tmp_path, clip, monkeypatch, chang
         process_video(tmp_path / "frames", out, **kwargs)
     message = str(exc.value)
     assert expected in message and "--no-resume" in message and "\n" not in message
-    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before  # nothing touched
+    assert _mtimes(out) == before  # nothing touched
 
 
 def test_a_resume_from_another_source_or_without_a_manifest_is_refused(tmp_path, clip, capsys):
@@ -421,3 +426,19 @@ def test_sceneflow_optimisation_shows_progress_on_a_terminal(tmp_path, capsys, m
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
     assert main(args) == 0
     assert "3/3" in capsys.readouterr().err  # (--quiet and a non-terminal: test_progress_on_a_terminal_by_default)
+
+
+def test_a_second_estimate_on_the_same_out_is_refused_while_the_first_runs(tmp_path, clip, capsys):
+    """Two runs on one --out would both pass the manifest check and interleave their flows: the second
+    is refused (one line, exit 1) while the first holds the folder's lock, and runs once it is released."""
+    from motionflow.io.lock import OutputLock
+
+    _write_frames(tmp_path / "frames", clip)
+    out = tmp_path / "out"
+    args = ["estimate", str(tmp_path / "frames"), "--out", str(out), "--method", "opencv-dis", "--no-progress"]
+    with OutputLock(out / "estimate.lock", "estimate run"):
+        assert main(args) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "estimate.lock: another estimate run is writing to this output" in err[0]
+        assert not list(out.glob("*.flo")) and not (out / "estimate_manifest.json").exists()
+    assert main(args) == 0 and len(list(out.glob("*.flo"))) == 4

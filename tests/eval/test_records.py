@@ -13,7 +13,7 @@ from motionflow.datasets.synthetic import synthetic_clip
 from motionflow.errors import FormatError
 from motionflow.eval import evaluate, write_prediction
 from motionflow.eval.engines import SampleList
-from motionflow.eval.records import RunLock
+from motionflow.eval.records import run_lock
 from motionflow.types import FlowPrediction, SceneFlowSample
 
 OFFSET = np.array([0.3, 0.4], np.float32)[None, :, None, None]
@@ -138,7 +138,7 @@ def test_malformed_records_raise_a_format_error_naming_file_and_line(tmp_path, l
 def test_a_second_run_on_the_same_output_is_refused_while_the_first_holds_it(tmp_path):
     ds = _clips(1)
     out = tmp_path / "r.json"
-    with RunLock(tmp_path / "r.samples.jsonl"):
+    with run_lock(tmp_path / "r.samples.jsonl"):
         with pytest.raises(FormatError, match=r"r\.lock: another evaluation is writing to this output"):
             evaluate(ds, _Scaled(ds.samples), out=out, progress=False)
         assert not out.exists() and not (tmp_path / "r.samples.jsonl").exists()
