@@ -333,6 +333,7 @@ _NOTE_KEYS = {
     "av2:no_ego_no_dynamic": "samples had neither ego motion nor is_dynamic labels: no EPE 3-way for them",
     "labels:bsfe": "samples had BucketedSceneFlowEval labels (classes from -1, ego-free flow): converted to av2-api ids "
                    "and ego-inclusive flow",
+    "labels:av2": "samples had av2-api labels (category ids from 0, ego-inclusive flow): read as they are",
     "prep:ransac_ground": "clouds had no ground labels: ground removed by a RANSAC plane",
     "prep:no_ego_fill": "samples had no ego motion: removed points filled with the nearest kept point's flow",
 }
@@ -378,8 +379,9 @@ def _av2_partial(protocol: Protocol, sample, pred, mask) -> dict:
             parts.append({"sums": {}, "counts": {"av2:no_ego_motion": 1}})
     if sample.ground1 is None:
         parts.append({"sums": {}, "counts": {"av2:no_ground_labels": 1}})
-    if sample.meta.get("label_convention") == "bsfe":
-        parts.append({"sums": {}, "counts": {"labels:bsfe": 1}})
+    convention = sample.meta.get("label_convention")
+    if convention in ("bsfe", "av2"):  # the report says which convention the label files were read in
+        parts.append({"sums": {}, "counts": {f"labels:{convention}": 1}})
     return _merge(*parts)
 
 

@@ -174,7 +174,9 @@ def test_a_bucketed_scene_flow_eval_label_file_is_converted_and_scored_to_hand_v
     # av2-api convention: ego-inclusive, pc1 + flow = ego @ (pc1 + bsfe flow)
     np.testing.assert_allclose(s.flow, [[-0.8, 0, 0], [-0.8, 0, 0], [-0.8, 1, 0], [-0.8, 1, 0]], atol=1e-6)
     pred = s.flow + np.array([[0.1, 0, 0], [0.1, 0, 0], [0, 0.25, 0], [0, 0.25, 0]], np.float32)
-    m = evaluate(ds, _Fixed(pred), progress=False).metrics
+    report = evaluate(ds, _Fixed(pred), progress=False)
+    m = report.metrics
+    assert any("BucketedSceneFlowEval labels" in n for n in report.protocol["notes"])
     assert m["epe_bg_static"]["value"] == pytest.approx(0.1, abs=1e-3) and m["epe_bg_static"]["count"] == 2
     assert m["epe_fg_dynamic"]["value"] == pytest.approx(0.25, abs=1e-3) and m["epe_fg_dynamic"]["count"] == 2
     assert m["bucketed_dynamic_norm_epe/CAR"]["value"] == pytest.approx(0.25, rel=1e-6)  # 0.25 m error / 1 m speed
@@ -198,6 +200,7 @@ def test_nsfp_through_eval_on_the_shared_av2_sweeps(sample_data, tmp_path):
                  str(tmp_path / "pred"), "--out", str(out), "--no-progress"]) == 0
     rep = json.loads(out.read_text())
     p = rep["protocol"]
+    assert any("av2-api labels" in n for n in p["notes"])  # the shared sample's label files: which convention
     assert p["name"] == "av2" and p["preparation"]["ground"] == "labels" and p["preparation"]["ego_motion"] is True
     assert p["preparation"]["box"] == [-51.2, -51.2, -3.0, 51.2, 51.2, 3.0]
     assert any("no ground labels: ground removed by a RANSAC plane" in n for n in p["notes"])  # pc2 has no labels
