@@ -69,8 +69,9 @@ def scene_inputs(pc1, flow, labels=None, ground=None, ego_motion=None) -> tuple:
 
 def _extent(points: np.ndarray, focus: np.ndarray, extent) -> tuple[float, float, float, float]:
     """``(xmin, xmax, ymin, ymax)`` of the bird's-eye view: ``extent`` (half-width, or 4 values), or a
-    square around the sensor holding 90 % of ``points`` and 90 % of the ``focus`` points (the movers)
-    with 3 m to spare, 10-50 m (the AV2 evaluation range), in 5 m steps."""
+    square around the sensor holding 90 % of ``points`` and 99 % of the ``focus`` points (the movers of
+    the estimate and of the ground truth) with 3 m to spare, 10-50 m (the AV2 evaluation range), in 5 m
+    steps."""
     if extent is not None:
         e = np.atleast_1d(np.asarray(extent, dtype=np.float64))
         if e.shape == (1,) and e[0] > 0:
@@ -82,7 +83,7 @@ def _extent(points: np.ndarray, focus: np.ndarray, extent) -> tuple[float, float
     half = float(np.percentile(r.max(1), 90)) if len(r) else 10.0
     f = np.abs(focus[:, :2][np.isfinite(focus[:, :2]).all(1)])
     if len(f):
-        half = max(half, float(np.percentile(f.max(1), 90)) + 3.0)
+        half = max(half, float(np.percentile(f.max(1), 99)) + 3.0)
     half = float(np.clip(np.ceil(half / 5.0) * 5.0, 10.0, 50.0))
     return (-half, half, -half, half)
 
@@ -213,7 +214,9 @@ def _render(p, panels, values, ground, labels, view, extent, vmax, min_speed, ti
     from matplotlib.colors import Normalize
 
     axis2 = 1 if view == "bev" else 2
-    focus = p[np.isfinite(values[0]) & (values[0] >= min_speed) & ~ground]
+    # the view holds what moves in the estimate and in the ground truth (a mover the method missed stays in it)
+    speeds = values[:2] if len(panels) > 1 else values[:1]
+    focus = p[np.logical_or.reduce([np.isfinite(v) & (v >= min_speed) for v in speeds]) & ~ground]
     limits = list(_extent(p, focus, extent))
     if view == "side":
         z = p[np.isfinite(p).all(1), 2]

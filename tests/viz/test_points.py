@@ -113,3 +113,27 @@ def test_package_imports_and_runs_without_the_optional_viewers():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_the_view_keeps_a_ground_truth_mover_the_estimate_missed(monkeypatch):
+    """The bird's-eye extent follows what moves in the estimate AND in the ground truth: a method that
+    misses a far mover (zero flow) must still show it (the demo's zero picture cut it off)."""
+    import motionflow.viz.points as P
+
+    rng = np.random.default_rng(0)
+    pc1 = np.concatenate([rng.uniform(-12, 12, (2000, 3)), [[1.0, 28.0, 0.5]] * 40 + rng.normal(0, 0.3, (40, 3))])
+    pc1[:, 2] = np.abs(pc1[:, 2]) + 0.3
+    gt = np.zeros_like(pc1)
+    gt[2000:] = [1.0, 0.0, 0.0]  # the mover at y = 28 m
+    seen = {}
+    extent = P._extent
+
+    def spy(points, focus, ext):
+        seen["limits"] = extent(points, focus, ext)
+        return seen["limits"]
+
+    monkeypatch.setattr(P, "_extent", spy)
+    P.scene_flow_picture(pc1, np.zeros_like(pc1), gt=gt, panel_inches=2.0)
+    assert seen["limits"][3] >= 30.0  # 28 m + 3 m to spare, in 5 m steps: 35
+    P.scene_flow_picture(pc1, np.zeros_like(pc1), panel_inches=2.0)  # no ground truth: nothing moves
+    assert seen["limits"][3] == 15.0  # 90 % of the points (within 12 m) in 5 m steps
