@@ -34,10 +34,12 @@ def check_options(factory: Callable[..., Any], options: Iterable[str], what: str
                                f"valid options: {', '.join(valid) or '(none)'}")
 
 
-def build(factory: Callable[..., Any], options: dict, what: str, *args: Any, fixed: tuple = ()) -> Any:
-    """``factory(*args, **options)`` after :func:`check_options`; a plain ``TypeError`` / ``ValueError``
-    raised while building with user options becomes a :class:`ShapeError` naming ``what`` and them."""
-    check_options(factory, options, what, fixed)
+def build(factory: Callable[..., Any], options: dict, what: str, *args: Any, checked: bool = False) -> Any:
+    """``factory(*args, **options)`` after :func:`check_options` (``checked=True``: the caller ran it); a
+    plain ``TypeError`` / ``ValueError`` raised while building with user options becomes a
+    :class:`ShapeError` naming ``what`` and them."""
+    if not checked:
+        check_options(factory, options, what)
     try:
         return factory(*args, **options)
     except MotionflowError:

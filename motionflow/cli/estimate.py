@@ -75,15 +75,18 @@ def _pixels(text: str) -> float:
 
 def _reynolds_scale(text: str):
     """``--reynolds-scale``: ``max``, one positive px/frame for both channels, or ``S_O,S_R``."""
+    from motionflow.classical.reynolds import reynolds_scales
+    from motionflow.errors import MotionflowError
+
     if text == "max":
         return text
     try:
         values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) not in (1, 2) or not all(0 < v < float("inf") for v in values):
-        raise argparse.ArgumentTypeError(f"expected max, S or S_O,S_R in positive px/frame, found {text!r}")
-    return values[0] if len(values) == 1 else values
+        value = values[0] if len(values) == 1 else values
+        reynolds_scales(value)  # the one check of a scale's count and range
+    except (ValueError, MotionflowError):
+        raise argparse.ArgumentTypeError(f"expected max, S or S_O,S_R in positive px/frame, found {text!r}") from None
+    return value
 
 
 def _recording(path, out: Path, several: bool):

@@ -73,7 +73,7 @@ def get_dataset(name: str, root=None, split: Optional[str] = None, **options):
     check_options(cls, options, f"dataset {name!r}", fixed=("root", "split"))
     if split is not None:
         options["split"] = split
-    return build(cls, options, f"dataset {name!r}", root)
+    return build(cls, options, f"dataset {name!r}", root, checked=True)
 
 
 __all__ = ["DATASETS", "dataset_class", "get_dataset", "list_datasets"]

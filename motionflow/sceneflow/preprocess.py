@@ -109,7 +109,7 @@ def ground_mask_ransac(points, distance: float = 0.2, iterations: int = 1000, se
         raise ShapeError(f"ground ransac: the dominant plane is tilted {tilt:.1f} deg from horizontal "
                          f"(max_tilt_deg={max_tilt_deg}); use a height threshold or crop first")
     dist = np.full(len(a), np.inf)
-    dist[ok] = np.abs(a[ok] @ plane[:3] + plane[3]) / np.linalg.norm(plane[:3])
+    dist[ok] = plane_distance(a[ok], plane)
     return dist <= distance, plane
 
 
